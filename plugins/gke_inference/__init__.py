@@ -1,0 +1,1 @@
+"""Airflow-side package of the GKE Inference Gateway DAG: hooks, operators, sensors and triggers."""

@@ -1,0 +1,1 @@
+"""Hooks that talk to GCP (Service Usage, Compute networks, GKE) and to the cluster's Kubernetes API."""

@@ -1,0 +1,18 @@
+"""Airflow settings for every test run, also when pytest is started without make.
+
+They must be in the environment before anything imports airflow, hence a root conftest.
+"""
+
+import os
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent
+
+for name, value in {
+    "AIRFLOW_HOME": str(REPO / ".airflow"),
+    "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+    "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__CORE__PARALLELISM": "4",
+}.items():
+    os.environ.setdefault(name, value)

@@ -1,0 +1,241 @@
+"""
+### GKE Inference Gateway: build, verify and rebuild an LLM inference platform
+
+The tutorial "GKE Inference Gateway を利用した推論基盤の構築" as a DAG: a VPC with a proxy-only subnet,
+a GKE Autopilot cluster, the Inference Extension CRDs, a ComputeClass, vLLM serving
+Llama-3.1-8B-Instruct, an InferencePool with its Endpoint Picker, a Gateway and HTTPRoute, then
+body-based routing so that only the right model name passes. One TaskGroup per tutorial section;
+every task is idempotent and retries on its own; waits are deferrable.
+
+Modes: `ensure` (manual default) creates what is missing; `rebuild` (every scheduled run) tears
+down what this DAG owns and builds again; `teardown` only tears down.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pendulum
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.providers.standard.operators.python import ShortCircuitOperator
+from airflow.sdk import DAG, TaskGroup
+
+from gke_inference.docs import task_doc
+from gke_inference.operators.checks import ChatCompletionCheckOperator, ModelRoutingCheckOperator
+from gke_inference.operators.cluster import EnsureAutopilotClusterOperator
+from gke_inference.operators.kubernetes import (
+    ApplyManifestsOperator,
+    ChooseCrdSetOperator,
+    DeleteManifestsOperator,
+    HuggingFaceSecretOperator,
+    InstallCrdsOperator,
+)
+from gke_inference.operators.plan import ChooseModeOperator, PlanRunOperator, rebuild_after_teardown
+from gke_inference.operators.project_network import (
+    EnableApisOperator,
+    EnsureNetworkOperator,
+    EnsureSubnetworkOperator,
+)
+from gke_inference.operators.report import RunReportOperator
+from gke_inference.operators.teardown_gcp import (
+    DeleteClusterOperator,
+    DeleteNetworkOperator,
+    DeleteSubnetworkOperator,
+)
+from gke_inference.params import build_params
+from gke_inference.sensors.cluster import ClusterRunningSensor
+from gke_inference.sensors.kubernetes import GatewayAddressSensor, PodsReadySensor
+from gke_inference.timing import record_timing
+
+# Read at parse time from the environment, never from the metadata DB: "none" disables the schedule.
+SCHEDULE = os.environ.get("GKE_INFERENCE_SCHEDULE", "@weekly")
+RETRY_DELAY = timedelta(seconds=int(os.environ.get("GKE_INFERENCE_RETRY_DELAY_SECONDS", "30")))
+
+PROJECT = "{{ ti.xcom_pull(task_ids='plan_run', key='project_id') }}"
+MODE = "{{ ti.xcom_pull(task_ids='plan_run', key='mode') }}"
+CLUSTER = {
+    "project_id": PROJECT,
+    "location": "{{ params.region }}",
+    "cluster_name": "{{ params.cluster_name }}",
+    "gcp_conn_id": "{{ params.gcp_conn_id }}",
+}
+GATEWAY_ADDRESS = "{{ ti.xcom_pull(task_ids='verify.wait_gateway_address') }}"
+TUTORIAL_APIS = [
+    "compute.googleapis.com",
+    "container.googleapis.com",
+    "cloudresourcemanager.googleapis.com",
+    "artifactregistry.googleapis.com",
+    "networkservices.googleapis.com",
+    "servicenetworking.googleapis.com",
+    "monitoring.googleapis.com",
+    "logging.googleapis.com",
+]
+
+with DAG(
+    dag_id="gke_inference_gateway",
+    description="GKE Autopilot + Inference Gateway + vLLM Llama-3.1-8B + body-based routing, rebuilt and verified",
+    doc_md=__doc__,
+    schedule=None if SCHEDULE.lower() == "none" else SCHEDULE,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    params=build_params(),
+    default_args={
+        "owner": "platform",
+        "retries": 3,
+        "retry_delay": RETRY_DELAY,
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=10),
+        "execution_timeout": timedelta(minutes=30),
+        "post_execute": record_timing,
+    },
+    tags=["gke", "inference-gateway", "vllm"],
+) as dag:
+    plan_run = PlanRunOperator(task_id="plan_run")
+    choose_mode = ChooseModeOperator(
+        task_id="choose_mode", build_task_id="build", teardown_task_id="teardown.delete_workloads"
+    )
+    build = EmptyOperator(task_id="build")
+
+    with TaskGroup("teardown") as teardown:
+        delete_workloads = DeleteManifestsOperator(task_id="delete_workloads", **CLUSTER)
+        delete_cluster = DeleteClusterOperator(task_id="delete_cluster", **CLUSTER)
+        delete_proxy_subnet = DeleteSubnetworkOperator(
+            task_id="delete_proxy_subnet", project_id=PROJECT, region="{{ params.region }}",
+            subnetwork_name="{{ params.proxy_subnet_name }}", gcp_conn_id="{{ params.gcp_conn_id }}",
+        )
+        delete_node_subnet = DeleteSubnetworkOperator(
+            task_id="delete_node_subnet", project_id=PROJECT, region="{{ params.region }}",
+            subnetwork_name="{{ params.subnet_name }}", gcp_conn_id="{{ params.gcp_conn_id }}",
+        )
+        delete_network = DeleteNetworkOperator(
+            task_id="delete_network", project_id=PROJECT, network_name="{{ params.network_name }}",
+            gcp_conn_id="{{ params.gcp_conn_id }}",
+        )
+        delete_workloads >> delete_cluster >> [delete_proxy_subnet, delete_node_subnet] >> delete_network
+
+    rebuild_gate = ShortCircuitOperator(
+        task_id="rebuild_after_teardown", python_callable=rebuild_after_teardown, op_args=[MODE],
+        ignore_downstream_trigger_rules=False,
+    )
+
+    with TaskGroup("project_network") as project_network:
+        enable_apis = EnableApisOperator(
+            task_id="enable_apis", project_id=PROJECT, services=TUTORIAL_APIS,
+            gcp_conn_id="{{ params.gcp_conn_id }}", trigger_rule="none_failed_min_one_success",
+        )
+        ensure_network = EnsureNetworkOperator(
+            task_id="ensure_network", project_id=PROJECT, network_name="{{ params.network_name }}",
+            use_existing="{{ params.use_existing_network }}", gcp_conn_id="{{ params.gcp_conn_id }}",
+        )
+        ensure_node_subnet = EnsureSubnetworkOperator(
+            task_id="ensure_node_subnet", project_id=PROJECT, region="{{ params.region }}",
+            network_name="{{ params.network_name }}", subnetwork_name="{{ params.subnet_name }}",
+            ip_cidr_range="{{ params.subnet_range }}",
+            secondary_ranges={
+                "{{ params.pods_range_name }}": "{{ params.pods_range }}",
+                "{{ params.services_range_name }}": "{{ params.services_range }}",
+            },
+            use_existing="{{ params.use_existing_network }}", gcp_conn_id="{{ params.gcp_conn_id }}",
+        )
+        ensure_proxy_subnet = EnsureSubnetworkOperator(
+            task_id="ensure_proxy_subnet", project_id=PROJECT, region="{{ params.region }}",
+            network_name="{{ params.network_name }}", subnetwork_name="{{ params.proxy_subnet_name }}",
+            ip_cidr_range="{{ params.proxy_subnet_range }}", purpose="REGIONAL_MANAGED_PROXY", role="ACTIVE",
+            gcp_conn_id="{{ params.gcp_conn_id }}",
+        )
+        enable_apis >> ensure_network >> [ensure_node_subnet, ensure_proxy_subnet]
+
+    with TaskGroup("cluster") as cluster:
+        ensure_cluster = EnsureAutopilotClusterOperator(
+            task_id="ensure_cluster", **CLUSTER,
+            network_name="{{ params.network_name }}", subnetwork_name="{{ params.subnet_name }}",
+            pods_range_name="{{ params.pods_range_name }}", services_range_name="{{ params.services_range_name }}",
+            release_channel="{{ params.release_channel }}",
+        )
+        wait_cluster_running = ClusterRunningSensor(
+            task_id="wait_cluster_running", **CLUSTER, timeout="{{ params.cluster_timeout }}",
+        )
+        choose_crd_set = ChooseCrdSetOperator(
+            task_id="choose_crd_set",
+            cluster_version="{{ ti.xcom_pull(task_ids='cluster.wait_cluster_running')['current_master_version'] }}",
+            objective_only_task_id="cluster.install_crds_objective_only",
+            full_set_task_id="cluster.install_crds_full_set",
+        )
+        install_crds_objective_only = InstallCrdsOperator(
+            task_id="install_crds_objective_only", crd_set="objective_only", **CLUSTER
+        )
+        install_crds_full_set = InstallCrdsOperator(task_id="install_crds_full_set", crd_set="full", **CLUSTER)
+        ensure_cluster >> wait_cluster_running >> choose_crd_set
+        choose_crd_set >> [install_crds_objective_only, install_crds_full_set]
+
+    with TaskGroup("model_server") as model_server:
+        apply_compute_class = ApplyManifestsOperator(
+            task_id="apply_compute_class", manifest="model-inference-class.yaml", **CLUSTER
+        )
+        create_hf_secret = HuggingFaceSecretOperator(
+            task_id="create_hf_secret", hf_conn_id="{{ params.hf_conn_id }}", **CLUSTER
+        )
+        deploy_vllm = ApplyManifestsOperator(
+            task_id="deploy_vllm", manifest="vllm-llama3-1-8b-instruct.yaml", **CLUSTER
+        )
+        [apply_compute_class, create_hf_secret] >> deploy_vllm
+
+    with TaskGroup("gateway") as gateway:
+        apply_inference_pool = ApplyManifestsOperator(
+            task_id="apply_inference_pool", manifest="inferencepool", **CLUSTER,
+            trigger_rule="none_failed_min_one_success",
+        )
+        apply_gateway = ApplyManifestsOperator(task_id="apply_gateway", manifest="gateway.yaml", **CLUSTER)
+        apply_inference_pool >> apply_gateway
+
+    with TaskGroup("verify") as verify:
+        wait_gateway_address = GatewayAddressSensor(
+            task_id="wait_gateway_address", gateway_name="{{ params.gateway_name }}",
+            namespace="{{ params.namespace }}", timeout="{{ params.gateway_timeout }}", **CLUSTER,
+        )
+        wait_model_pods_ready = PodsReadySensor(
+            task_id="wait_model_pods_ready", namespace="{{ params.namespace }}",
+            label_selector="app={{ params.model_app_label }}", replicas="{{ params.replicas }}",
+            timeout="{{ params.pods_timeout }}", **CLUSTER,
+        )
+        check_chat_completion = ChatCompletionCheckOperator(
+            task_id="check_chat_completion", gateway_address=GATEWAY_ADDRESS, port="{{ params.gateway_port }}",
+            model="{{ params.model_name }}", prompt="{{ params.prompt }}", max_tokens="{{ params.max_tokens }}",
+        )
+        [wait_gateway_address, wait_model_pods_ready] >> check_chat_completion
+
+    with TaskGroup("body_routing") as body_routing:
+        install_body_based_router = ApplyManifestsOperator(
+            task_id="install_body_based_router", manifest="body-based-router", **CLUSTER
+        )
+        apply_body_routing_route = ApplyManifestsOperator(
+            task_id="apply_body_routing_route", manifest="body-routing.yaml", **CLUSTER
+        )
+        check_right_model = ModelRoutingCheckOperator(
+            task_id="check_right_model", gateway_address=GATEWAY_ADDRESS, port="{{ params.gateway_port }}",
+            model="{{ params.model_name }}", expect="accepted",
+        )
+        check_wrong_model_rejected = ModelRoutingCheckOperator(
+            task_id="check_wrong_model_rejected", gateway_address=GATEWAY_ADDRESS,
+            port="{{ params.gateway_port }}", model="{{ params.wrong_model_name }}", expect="rejected",
+        )
+        install_body_based_router >> apply_body_routing_route >> [check_right_model, check_wrong_model_rejected]
+
+    run_report = RunReportOperator(task_id="run_report", trigger_rule="none_failed_min_one_success")
+
+    plan_run >> choose_mode >> [build, delete_workloads]
+    teardown >> rebuild_gate >> enable_apis
+    build >> enable_apis
+    ensure_node_subnet >> ensure_cluster
+    wait_cluster_running >> [apply_compute_class, create_hf_secret]
+    [install_crds_objective_only, install_crds_full_set] >> apply_inference_pool
+    ensure_proxy_subnet >> apply_gateway
+    deploy_vllm >> wait_model_pods_ready
+    apply_gateway >> wait_gateway_address
+    check_chat_completion >> install_body_based_router
+    [check_right_model, check_wrong_model_rejected, delete_network] >> run_report
+
+for task in dag.tasks:
+    task.doc_md = task_doc(task.task_id)

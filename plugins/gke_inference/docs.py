@@ -1,0 +1,149 @@
+"""Each task's docs in the UI: the tutorial step it implements and its gcloud/kubectl equivalent."""
+
+from __future__ import annotations
+
+TASK_DOCS: dict[str, tuple[str, str]] = {
+    # task id: (what it does, the hand-run equivalent)
+    "plan_run": (
+        "Checks the params as a whole (CIDR overlaps, distinct names) before anything is created, "
+        "resolves the project (param or the GCP connection's) and the mode (scheduled runs rebuild).",
+        "export PROJECT_ID=... REGION=...   # tutorial 1.1",
+    ),
+    "choose_mode": ("`ensure` builds straight away; `rebuild` and `teardown` tear down first.", "-"),
+    "build": ("Join point of the build path.", "-"),
+    "teardown.delete_workloads": (
+        "Deletes the Gateway, routes, pool and body-based router this DAG applied, so GKE releases "
+        "their load-balancer resources before the cluster goes.",
+        "kubectl delete -f body-routing.yaml -f gateway.yaml ...",
+    ),
+    "teardown.delete_cluster": (
+        "Deletes the Autopilot cluster if it carries this DAG's label.",
+        "gcloud container clusters delete ${CLUSTER_NAME} --region=${REGION}",
+    ),
+    "teardown.delete_proxy_subnet": (
+        "Deletes the proxy-only subnet if this DAG created it.",
+        "gcloud compute networks subnets delete proxy-only-subnet --region=${REGION}",
+    ),
+    "teardown.delete_node_subnet": (
+        "Deletes the node subnet if this DAG created it.",
+        "gcloud compute networks subnets delete ${SUBNET_NAME} --region=${REGION}",
+    ),
+    "teardown.delete_network": (
+        "Deletes the VPC if this DAG created it; an existing VPC you pointed the DAG at survives.",
+        "gcloud compute networks delete ${NETWORK_NAME}",
+    ),
+    "rebuild_after_teardown": ("Goes on to build only in `rebuild` mode.", "-"),
+    "project_network.enable_apis": (
+        "Tutorial 1.2: enables the eight APIs the tutorial lists, only those still disabled.",
+        "gcloud services enable compute.googleapis.com container.googleapis.com ...",
+    ),
+    "project_network.ensure_network": (
+        "Tutorial 1.3: custom-mode VPC with regional dynamic routing. In existing-network mode it "
+        "only checks the VPC exists.",
+        "gcloud compute networks create ${NETWORK_NAME} --subnet-mode=custom --bgp-routing-mode=regional",
+    ),
+    "project_network.ensure_node_subnet": (
+        "Tutorial 1.3: node subnet with the pods and services secondary ranges.",
+        "gcloud compute networks subnets create ${SUBNET_NAME} --network=${NETWORK_NAME} "
+        "--region=${REGION} --range=10.0.0.0/20 "
+        "--secondary-range=pods-range=10.4.0.0/14,services-range=10.8.0.0/20",
+    ),
+    "project_network.ensure_proxy_subnet": (
+        "Tutorial 1.3: proxy-only subnet where the regional Gateway's Envoy proxies run. Without it "
+        "the Gateway is never programmed.",
+        "gcloud compute networks subnets create proxy-only-subnet --purpose=REGIONAL_MANAGED_PROXY "
+        "--role=ACTIVE --region=${REGION} --network=${NETWORK_NAME} --range=10.129.0.0/23",
+    ),
+    "cluster.ensure_cluster": (
+        "Tutorial 2.1: GKE Autopilot cluster on the rapid channel, VPC-native on the two secondary "
+        "ranges. An existing cluster is checked, not recreated.",
+        "gcloud container clusters create-auto ${CLUSTER_NAME} --region=${REGION} "
+        "--network=${NETWORK_NAME} --subnetwork=${SUBNET_NAME} --cluster-secondary-range-name=pods-range "
+        "--services-secondary-range-name=services-range --release-channel=rapid --async",
+    ),
+    "cluster.wait_cluster_running": (
+        "Tutorial 2.1: waits (deferred, no worker slot held) until the cluster is RUNNING; fails at "
+        "once if it goes to ERROR.",
+        'gcloud container clusters describe ${CLUSTER_NAME} --region=${REGION} --format="value(status)"',
+    ),
+    "cluster.choose_crd_set": (
+        "Tutorial 2.2: picks the CRD set by the cluster's GKE version (1.34.0-gke.1626000 and later "
+        "ship the InferencePool CRD themselves).",
+        "gcloud container clusters describe ... --format='value(currentMasterVersion)'",
+    ),
+    "cluster.install_crds_objective_only": (
+        "Tutorial 2.2, GKE >= 1.34.0-gke.1626000: only the InferenceObjective CRD (v1.0.0).",
+        "kubectl apply -f .../v1.0.0/config/crd/bases/inference.networking.x-k8s.io_inferenceobjectives.yaml",
+    ),
+    "cluster.install_crds_full_set": (
+        "Tutorial 2.2, older GKE: the full v1.0.0 CRD set (InferencePool v1 and v1alpha2, "
+        "InferenceObjective).",
+        "kubectl apply -f .../releases/download/v1.0.0/manifests.yaml",
+    ),
+    "model_server.apply_compute_class": (
+        "Tutorial 3.1: custom ComputeClass trying a reservation, then DWS Flex-start, then Spot.",
+        "kubectl apply -f model-inference-class.yaml",
+    ),
+    "model_server.create_hf_secret": (
+        "Tutorial 3.2: Secret `hf-token` from the Hugging Face Airflow connection. The token is "
+        "never logged or stored in XCom.",
+        "kubectl create secret generic hf-token --from-literal=token=<YOUR HUGGING FACE TOKEN>",
+    ),
+    "model_server.deploy_vllm": (
+        "Tutorial 3.2: vLLM serving the model on the ComputeClass.",
+        "kubectl apply -f vllm-llama3-1-8b-instruct.yaml",
+    ),
+    "gateway.apply_inference_pool": (
+        "Tutorial 3.3: InferencePool plus its Endpoint Picker, as the inferencepool chart v1.0.1 "
+        "renders them for GKE (the picker is a Deployment of its own, not a sidecar).",
+        "helm install vllm-llama-pool --set inferencePool.modelServers.matchLabels.app=... "
+        "--set provider.name=gke --version v1.0.1 oci://registry.k8s.io/.../inferencepool",
+    ),
+    "gateway.apply_gateway": (
+        "Tutorial 3.4: Gateway `inference-gateway` and the HTTPRoute to the pool.",
+        "kubectl apply -f gateway.yaml",
+    ),
+    "verify.wait_gateway_address": (
+        "Tutorial 4.1: waits (deferred) for the Gateway's address with Programmed=True.",
+        "kubectl get gateway inference-gateway -o jsonpath='{.status.addresses[0].value}'",
+    ),
+    "verify.wait_model_pods_ready": (
+        "Tutorial 4.1: waits (deferred) until the model pods are Ready; fails at once on "
+        "CrashLoopBackOff or an image error, with the reason.",
+        "kubectl wait --for=condition=Ready pod -l app=vllm-llama3-1-8b-instruct --timeout=900s",
+    ),
+    "verify.check_chat_completion": (
+        "Tutorial 4.2: a chat completion through the Gateway returns 200 and a reply.",
+        "curl -i -X POST http://${GATEWAY_IP}/v1/chat/completions -H 'Content-Type: application/json' "
+        '-d \'{"model": "meta-llama/Llama-3.1-8B-Instruct", "messages": [...], "max_tokens": 100}\'',
+    ),
+    "body_routing.install_body_based_router": (
+        "Tutorial 5.1 step 1: the body-based router and its GCPRoutingExtension, as the "
+        "body-based-routing chart v1.0.0 renders them for GKE.",
+        "helm install body-based-router oci://registry.k8s.io/.../body-based-routing "
+        "--set provider.name=gke --set inferenceGateway.name=inference-gateway --version v1.0.0",
+    ),
+    "body_routing.apply_body_routing_route": (
+        "Tutorial 5.1 step 2: replaces the catch-all route with one that matches only the model name.",
+        "kubectl apply -f body-routing.yaml",
+    ),
+    "body_routing.check_right_model": (
+        "Tutorial 5.1 step 3: the right model name is still accepted.",
+        'curl -i -X POST http://${GATEWAY_IP}/v1/chat/completions -d \'{"model": "meta-llama/Llama-3.1-8B-Instruct", ...}\'',
+    ),
+    "body_routing.check_wrong_model_rejected": (
+        "Tutorial 5.1 step 3: a wrong model name is rejected by the Gateway itself (404, no route), "
+        "not by vLLM. Fails if the request is accepted.",
+        'curl -i -X POST http://${GATEWAY_IP}/v1/chat/completions -d \'{"model": "meta-llama/Llama-3.1-10B-Instruct", ...}\'',
+    ),
+    "run_report": (
+        "Writes the run report (sections and durations, gateway URL, the model's reply, the "
+        "rejection status, what was created and what was found) to its log and XCom.",
+        "-",
+    ),
+}
+
+
+def task_doc(task_id: str) -> str:
+    what, equivalent = TASK_DOCS[task_id]
+    return f"{what}\n\n**By hand:**\n\n```bash\n{equivalent}\n```\n"

@@ -1,0 +1,29 @@
+"""Each task's start and end, kept as a small XCom so the run report can show section durations.
+
+Tasks cannot read other task instances from the metadata DB in Airflow 3, so every task records
+its own timing through the DAG's `post_execute` hook.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+TIMING_KEY = "timing"
+
+
+def record_timing(context, result=None) -> None:
+    ti = context["ti"]
+    started = ti.start_date or datetime.now(UTC)
+    ti.xcom_push(key=TIMING_KEY, value={"start": started.isoformat(), "end": datetime.now(UTC).isoformat()})
+
+
+def section_durations(timings: dict[str, dict]) -> dict[str, float]:
+    """Seconds from the first start to the last end of each section (the task id's group prefix)."""
+    spans: dict[str, tuple[datetime, datetime]] = {}
+    for task_id, timing in timings.items():
+        section = task_id.split(".", 1)[0] if "." in task_id else task_id
+        start, end = datetime.fromisoformat(timing["start"]), datetime.fromisoformat(timing["end"])
+        if section in spans:
+            start, end = min(start, spans[section][0]), max(end, spans[section][1])
+        spans[section] = (start, end)
+    return {section: round((end - start).total_seconds(), 1) for section, (start, end) in spans.items()}

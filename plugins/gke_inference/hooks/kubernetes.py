@@ -1,0 +1,277 @@
+"""Server-side apply, delete and reads against a GKE cluster's Kubernetes API.
+
+The provider's Kubernetes operators only create (a rerun fails with 409), so every manifest goes
+through ``DynamicClient.server_side_apply`` under one field manager with ``force_conflicts``. The
+cluster is reached the way the Google provider's GKE operators do it: endpoint and CA from the
+Container API, a bearer token from the GCP connection's credentials (refreshed by google-auth), no
+kubeconfig and no gcloud.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Literal
+
+from airflow.providers.google.cloud.hooks.kubernetes_engine import GKEClusterConnection
+from airflow.sdk import BaseHook
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient, Resource
+from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+from gke_inference.hooks._retry import DEFAULT_RETRY, REQUEST_TIMEOUT, describe_error
+from gke_inference.hooks.gke import GKEClusterHook
+from gke_inference.ownership import is_owned_k8s_object
+
+FIELD_MANAGER = "airflow-gke-inference-gateway"
+CRD_API_VERSION = "apiextensions.k8s.io/v1"
+CRD_POLL_INTERVAL = 1.0
+
+ApplyAction = Literal["created", "updated", "unchanged"]
+DeleteAction = Literal["deleted", "absent", "not-owned"]
+
+
+class KubernetesApplyError(RuntimeError):
+    """The API server refused an object; carries only status and reason, never the object."""
+
+    def __init__(self, action: str, ref: str, exc: BaseException, http_status: int | None = None) -> None:
+        super().__init__(f"{action} {ref} failed: {describe_error(exc)}")
+        self.http_status = http_status
+
+
+def object_ref(obj: Mapping[str, Any]) -> str:
+    """``Kind/namespace/name`` (or ``Kind/name`` when cluster-scoped), for logs and XCom."""
+    metadata = obj.get("metadata") or {}
+    parts = [obj.get("kind", "?"), metadata.get("namespace"), metadata.get("name", "?")]
+    return "/".join(p for p in parts if p)
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    ref: str
+    action: ApplyAction
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    ref: str
+    action: DeleteAction
+
+
+def summarize(results: Iterable[ApplyResult | DeleteResult]) -> dict[str, list[str]]:
+    """Group results by action: {"created": [...], "updated": [...], ...} (small and JSON-able)."""
+    summary: dict[str, list[str]] = {}
+    for result in results:
+        summary.setdefault(result.action, []).append(result.ref)
+    return summary
+
+
+class KubernetesApplyHook(BaseHook):
+    """Kubernetes API access to one GKE cluster, authenticated through a GCP connection.
+
+    :param cluster_name: the GKE cluster.
+    :param location: its region (or zone).
+    :param project_id: its project; None means the connection's project.
+    :param gcp_conn_id: the Airflow connection holding the GCP credentials (and optional api_endpoint).
+    """
+
+    def __init__(
+        self,
+        *,
+        cluster_name: str,
+        location: str,
+        project_id: str | None = None,
+        gcp_conn_id: str = "google_cloud_default",
+    ) -> None:
+        super().__init__()
+        self.cluster_name = cluster_name
+        self.location = location
+        self.project_id = project_id
+        self.gcp_conn_id = gcp_conn_id
+
+    @cached_property
+    def gke_hook(self) -> GKEClusterHook:
+        return GKEClusterHook(gcp_conn_id=self.gcp_conn_id, location=self.location)
+
+    def get_conn(self) -> ApiClient:
+        url, ca_certificate = self.gke_hook.cluster_auth(self.cluster_name, project_id=self.project_id)
+        credentials = self.gke_hook.get_credentials()
+        return GKEClusterConnection(
+            cluster_url=url, ssl_ca_cert=ca_certificate, credentials=credentials
+        ).get_conn()
+
+    @cached_property
+    def dynamic_client(self) -> DynamicClient:
+        api_client = self.get_conn()
+        # Discovery happens here; a fresh cache per hook, never a stale file from an earlier cluster.
+        client = DEFAULT_RETRY(DynamicClient)(api_client)
+        DEFAULT_RETRY(client.resources.invalidate_cache)()
+        return client
+
+    def invalidate_discovery(self) -> None:
+        """Forget the discovered kinds (call after installing CRDs)."""
+        DEFAULT_RETRY(self.dynamic_client.resources.invalidate_cache)()
+
+    def resource(self, api_version: str, kind: str) -> Resource:
+        """The API resource for a kind; rediscovers once when the kind is new (e.g. a fresh CRD)."""
+        resources = self.dynamic_client.resources
+        try:
+            return DEFAULT_RETRY(resources.get)(api_version=api_version, kind=kind)
+        except ResourceNotFoundError:
+            self.invalidate_discovery()
+            try:
+                return DEFAULT_RETRY(resources.get)(api_version=api_version, kind=kind)
+            except ResourceNotFoundError:
+                raise ResourceNotFoundError(
+                    f"the cluster serves no {kind} in {api_version} (is its CRD installed?)"
+                ) from None
+
+    # Reads
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
+        """The object as a dict, or None when it does not exist."""
+        resource = self.resource(api_version, kind)
+        try:
+            found = DEFAULT_RETRY(self.dynamic_client.get)(
+                resource,
+                name=name,
+                namespace=namespace if resource.namespaced else None,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return found.to_dict()
+
+    def list(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        label_selector: Mapping[str, str] | str | None = None,
+    ) -> list[dict]:
+        """Objects of a kind (in a namespace, if given), filtered by labels."""
+        resource = self.resource(api_version, kind)
+        found = DEFAULT_RETRY(self.dynamic_client.get)(
+            resource,
+            namespace=namespace if resource.namespaced else None,
+            label_selector=format_label_selector(label_selector),
+            _request_timeout=REQUEST_TIMEOUT,
+        )
+        return [item.to_dict() for item in found.items]
+
+    # Writes
+
+    def apply(self, objects: Iterable[Mapping[str, Any]]) -> list[ApplyResult]:
+        """Server-side apply each object in order; report whether it was created, updated or unchanged."""
+        results = [self.apply_one(obj) for obj in objects]
+        return results
+
+    def apply_one(self, obj: Mapping[str, Any], *, sensitive: bool = False) -> ApplyResult:
+        """Apply one object. With ``sensitive``, errors name the object only (never its content)."""
+        ref = object_ref(obj)
+        metadata = obj.get("metadata") or {}
+        api_version, kind = obj["apiVersion"], obj["kind"]
+        try:
+            before = self.get(api_version, kind, metadata["name"], metadata.get("namespace"))
+            resource = self.resource(api_version, kind)
+            after = DEFAULT_RETRY(self.dynamic_client.server_side_apply)(
+                resource,
+                body=dict(obj),
+                namespace=metadata.get("namespace") if resource.namespaced else None,
+                field_manager=FIELD_MANAGER,
+                force_conflicts=True,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ApiException as exc:
+            if sensitive:
+                raise KubernetesApplyError("apply", ref, exc, exc.status) from None
+            raise KubernetesApplyError("apply", ref, exc, exc.status) from exc
+        result = ApplyResult(ref, _apply_action(before, after.metadata.resourceVersion))
+        self.log.info("Applied %s: %s", ref, result.action)
+        return result
+
+    def delete(self, objects: Iterable[Mapping[str, Any]], *, owned_only: bool = True) -> list[DeleteResult]:
+        """Delete each object in order. Missing objects count as done (404 is success); with
+        ``owned_only``, objects that exist without the DAG's ownership label are left alone."""
+        return [self.delete_one(obj, owned_only=owned_only) for obj in objects]
+
+    def delete_one(self, obj: Mapping[str, Any], *, owned_only: bool = True) -> DeleteResult:
+        ref = object_ref(obj)
+        metadata = obj.get("metadata") or {}
+        api_version, kind, name = obj["apiVersion"], obj["kind"], metadata["name"]
+        try:
+            resource = self.resource(api_version, kind)
+        except ResourceNotFoundError:
+            self.log.info("%s: kind %s not served, nothing to delete", ref, kind)
+            return DeleteResult(ref, "absent")
+        namespace = metadata.get("namespace") if resource.namespaced else None
+        current = self.get(api_version, kind, name, namespace)
+        if current is None:
+            return DeleteResult(ref, "absent")
+        if owned_only and not is_owned_k8s_object(current):
+            self.log.warning("%s exists but is not managed by this DAG; leaving it alone", ref)
+            return DeleteResult(ref, "not-owned")
+        try:
+            DEFAULT_RETRY(self.dynamic_client.delete)(
+                resource,
+                name=name,
+                namespace=namespace,
+                body={"propagationPolicy": "Background"},
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise KubernetesApplyError("delete", ref, exc, exc.status) from exc
+            return DeleteResult(ref, "absent")
+        self.log.info("Deleted %s", ref)
+        return DeleteResult(ref, "deleted")
+
+    def wait_for_crds_established(self, crd_names: Iterable[str], timeout: float) -> None:
+        """Block until every named CRD reports Established=True, then refresh discovery."""
+        pending = set(crd_names)
+        deadline = time.monotonic() + timeout
+        while pending:
+            for name in sorted(pending):
+                crd = self.get(CRD_API_VERSION, "CustomResourceDefinition", name)
+                if crd is not None and condition_status(crd, "Established") == "True":
+                    pending.discard(name)
+            if not pending:
+                break
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"CRDs not Established after {timeout:.0f} s: {', '.join(sorted(pending))}"
+                )
+            time.sleep(CRD_POLL_INTERVAL)
+        self.invalidate_discovery()
+
+
+def _apply_action(before: dict | None, resource_version_after: str | None) -> ApplyAction:
+    if before is None:
+        return "created"
+    if (before.get("metadata") or {}).get("resourceVersion") == resource_version_after:
+        return "unchanged"
+    return "updated"
+
+
+def condition_status(obj: Mapping[str, Any], condition_type: str) -> str | None:
+    """The status ("True"/"False"/"Unknown") of a status condition, or None when absent."""
+    return (find_condition(obj, condition_type) or {}).get("status")
+
+
+def find_condition(obj: Mapping[str, Any], condition_type: str) -> dict | None:
+    for condition in ((obj.get("status") or {}).get("conditions")) or []:
+        if condition.get("type") == condition_type:
+            return condition
+    return None
+
+
+def format_label_selector(selector: Mapping[str, str] | str | None) -> str | None:
+    """``{"app": "x", "tier": "y"}`` -> ``"app=x,tier=y"``; strings pass through."""
+    if selector is None or isinstance(selector, str):
+        return selector or None
+    return ",".join(f"{key}={value}" for key, value in selector.items()) or None

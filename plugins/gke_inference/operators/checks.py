@@ -1,0 +1,200 @@
+"""End-to-end checks through the Gateway (tutorial 4.2 and 5.1), as the tutorial's curl commands.
+
+Transient answers (5xx, 429, connection errors, timeouts, the load balancer's 404 while a route is
+still being programmed) raise a plain error so that Airflow retries the task; answers that no
+retry can change raise AirflowFailException with the cause.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+REPLY_PREVIEW_CHARS = 300
+MAX_REPLY_CHARS = 2000
+
+
+class GatewayNotReadyError(AirflowException):
+    """The gateway answered in a way that may change on a later attempt."""
+
+
+@dataclass(frozen=True)
+class GatewayReply:
+    status: int
+    text: str
+    headers: dict[str, str]
+
+    @property
+    def json(self) -> Any:
+        try:
+            return json.loads(self.text)
+        except ValueError:
+            return None
+
+    @property
+    def is_model_server_error(self) -> bool:
+        """True for vLLM's own OpenAI-style error body (``"object": "error"``), which means the
+        request got past the gateway's routing and reached a model server."""
+        body = self.json
+        return isinstance(body, dict) and body.get("object") == "error"
+
+    @property
+    def content(self) -> str:
+        body = self.json
+        try:
+            return body["choices"][0]["message"]["content"] or ""
+        except (TypeError, KeyError, IndexError):
+            return ""
+
+    @property
+    def serving_pod(self) -> str | None:
+        return self.headers.get("x-inference-pod") or self.headers.get("x-gateway-destination-endpoint")
+
+    def preview(self) -> str:
+        text = " ".join(self.text.split())
+        return text if len(text) <= REPLY_PREVIEW_CHARS else text[:REPLY_PREVIEW_CHARS] + "..."
+
+
+def chat_completion_url(address: str, port: int | str) -> str:
+    address = (address or "").strip()
+    if not address or address in {"None", "null"}:
+        raise AirflowFailException(
+            "No gateway address to check; did the Gateway address wait succeed? (tutorial 4.1)"
+        )
+    host = f"[{address}]" if ":" in address else address
+    port = int(port)
+    return f"http://{host}/v1/chat/completions" if port == 80 else f"http://{host}:{port}/v1/chat/completions"
+
+
+def post_chat_completion(url: str, model: str, prompt: str, max_tokens: int, timeout: float) -> GatewayReply:
+    """POST one chat completion; connection failures and timeouts are transient."""
+    payload = {
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": int(max_tokens),
+    }
+    try:
+        # trust_env=False: the gateway is reached directly, never through a proxy from the environment.
+        with httpx.Client(timeout=timeout, trust_env=False) as client:
+            response = client.post(url, json=payload)
+    except httpx.TransportError as exc:
+        raise GatewayNotReadyError(f"POST {url} failed: {type(exc).__name__}: {exc}") from exc
+    return GatewayReply(
+        response.status_code, response.text, {k.lower(): v for k, v in response.headers.items()}
+    )
+
+
+def raise_for_unexpected(reply: GatewayReply, url: str, model: str, step: str) -> None:
+    """Classify anything but a 200 with content: retryable or terminal."""
+    where = f"POST {url} with model {model!r} -> HTTP {reply.status}"
+    if reply.status == 429 or reply.status >= 500:
+        raise GatewayNotReadyError(f"{where}: {reply.preview()} ({step})")
+    if reply.status == 404 and reply.is_model_server_error:
+        raise AirflowFailException(
+            f"{where}: the model server does not serve this model: {reply.preview()} ({step})"
+        )
+    if reply.status == 404:
+        raise GatewayNotReadyError(
+            f"{where}: no route matched yet (the load balancer may still be programming) ({step})"
+        )
+    if reply.status != 200:
+        raise AirflowFailException(f"{where}: {reply.preview()} ({step})")
+    if not reply.content.strip():
+        raise AirflowFailException(f"{where} but the reply has no choices[0].message.content ({step})")
+
+
+class _GatewayCheck(BaseOperator):
+    template_fields: Sequence[str] = ("gateway_address", "port", "model", "prompt", "max_tokens")
+
+    def __init__(
+        self,
+        *,
+        gateway_address: str,
+        model: str,
+        prompt: str,
+        port: int | str = 80,
+        max_tokens: int | str = 100,
+        request_timeout: float = 120.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.gateway_address = gateway_address
+        self.port = port
+        self.model = model
+        self.prompt = prompt
+        self.max_tokens = max_tokens
+        self.request_timeout = request_timeout
+
+    def _ask(self) -> tuple[str, GatewayReply]:
+        url = chat_completion_url(self.gateway_address, self.port)
+        self.log.info("POST %s model=%s max_tokens=%s", url, self.model, self.max_tokens)
+        return url, post_chat_completion(
+            url, self.model, self.prompt, int(self.max_tokens), self.request_timeout
+        )
+
+    def _success(self, reply: GatewayReply) -> dict[str, Any]:
+        self.log.info(
+            "HTTP %s from %s: %s", reply.status, reply.serving_pod or "the gateway", reply.preview()
+        )
+        return {"status": reply.status, "reply": reply.content[:MAX_REPLY_CHARS], "pod": reply.serving_pod}
+
+
+class ChatCompletionCheckOperator(_GatewayCheck):
+    """Send the tutorial's chat completion through the Gateway (4.2) and require a reply.
+
+    XCom: ``{"status": 200, "reply": <text>, "pod": <serving pod or endpoint>}``.
+    """
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        url, reply = self._ask()
+        raise_for_unexpected(reply, url, self.model, "tutorial 4.2")
+        return self._success(reply)
+
+
+class ModelRoutingCheckOperator(_GatewayCheck):
+    """Body-based routing check (5.1): the served model must get 200, any other model must get the
+    gateway's own 404.
+
+    A 404 whose body is vLLM's error means the request still reached a model server, i.e. the
+    model-only route is not in effect; a 200 for another model means it was accepted. Both fail.
+    :param expect_status: 200 (the served model) or 404 (a model that must be refused).
+    XCom: ``{"status": ..., "reply": ..., "pod": ...}``.
+    """
+
+    def __init__(self, *, expect_status: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if int(expect_status) not in (200, 404):
+            raise ValueError(f"expect_status must be 200 or 404, not {expect_status!r}")
+        self.expect_status = int(expect_status)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        url, reply = self._ask()
+        if self.expect_status == 200:
+            raise_for_unexpected(reply, url, self.model, "tutorial 5.1")
+            return self._success(reply)
+        return self._expect_gateway_404(url, reply)
+
+    def _expect_gateway_404(self, url: str, reply: GatewayReply) -> dict[str, Any]:
+        where = f"POST {url} with model {self.model!r} -> HTTP {reply.status}"
+        if reply.status == 200:
+            raise AirflowFailException(
+                f"{where}: wrong model accepted: body-based routing missing (tutorial 5.1)"
+            )
+        if reply.status == 404 and reply.is_model_server_error:
+            raise AirflowFailException(
+                f"{where} from the model server ({reply.preview()}): the request was routed to the pool, "
+                "so body-based routing is not in effect; apply the body-based router and the model-only "
+                "route (tutorial 5.1)"
+            )
+        if reply.status == 404:
+            self.log.info("%s from the gateway, as expected: %s", where, reply.preview())
+            return {"status": 404, "reply": reply.preview(), "pod": None}
+        if reply.status == 429 or reply.status >= 500:
+            raise GatewayNotReadyError(f"{where}: {reply.preview()} (tutorial 5.1)")
+        raise AirflowFailException(f"{where}: expected the gateway's 404: {reply.preview()} (tutorial 5.1)")

@@ -1,0 +1,364 @@
+"""Operators that put the tutorial's Kubernetes objects on the cluster (tutorial 2.2, 3.x, 5.1).
+
+Every write is a server-side apply under one field manager, so a rerun changes nothing that is
+already right. Manifests come from include/manifests/ rendered with the DAG params.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from typing import Any, ClassVar
+
+from airflow.sdk import BaseBranchOperator, BaseHook, BaseOperator, Context
+from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
+from airflow.sdk.log import mask_secret
+from google.api_core import exceptions as api_exceptions
+
+from gke_inference import manifests
+from gke_inference.gke_version import MANAGED_INFERENCE_POOL_SINCE, serves_inference_pool_crd
+from gke_inference.hooks._errors import is_terminal as is_terminal_gcp_error
+from gke_inference.hooks.gke import GKEClusterHook
+from gke_inference.hooks.kubernetes import (
+    CRD_API_VERSION,
+    KubernetesApplyError,
+    KubernetesApplyHook,
+    object_ref,
+    summarize,
+)
+from gke_inference.ownership import K8S_LABELS
+
+# The tutorial's two CRD branches (2.2): GKE >= 1.34.0-gke.1626000 serves the v1 InferencePool CRD
+# itself, so only InferenceObjective is ours; older clusters get the whole v1.0.0 manifests.yaml set.
+CRD_SETS: Mapping[str, tuple[str, ...]] = {
+    "objective-only": ("crds/inference-objective-v1alpha2.yaml",),
+    "full": ("crds",),
+}
+GKE_SERVED_CRDS: Mapping[str, tuple[str, ...]] = {
+    "objective-only": ("inferencepools.inference.networking.k8s.io",),
+    "full": (),
+}
+# Kubernetes answers that no retry will change: the object or the request is wrong.
+TERMINAL_KUBE_STATUSES = frozenset({400, 403, 422})
+
+_UNSET = frozenset({"", "None", "null"})
+
+
+def optional_param(value: str | None) -> str | None:
+    """A templated optional value: "{{ params.x }}" renders null as "None"."""
+    return None if value is None or str(value).strip() in _UNSET else str(value).strip()
+
+
+def params_of(context: Context) -> dict[str, Any]:
+    """The run's params as a plain dict (ParamsDict resolves values on item access)."""
+    params = context["params"]
+    return {key: params[key] for key in params}
+
+
+class ClusterOperatorMixin:
+    """Arguments and hook shared by everything that talks to the cluster's Kubernetes API."""
+
+    cluster_template_fields: ClassVar[tuple[str, ...]] = (
+        "cluster_name",
+        "location",
+        "project_id",
+        "gcp_conn_id",
+    )
+
+    def _init_cluster(
+        self,
+        cluster_name: str,
+        location: str,
+        project_id: str | None,
+        gcp_conn_id: str,
+    ) -> None:
+        self.cluster_name = cluster_name
+        self.location = location
+        self.project_id = project_id
+        self.gcp_conn_id = gcp_conn_id
+
+    @cached_property
+    def kube_hook(self) -> KubernetesApplyHook:
+        return KubernetesApplyHook(
+            cluster_name=self.cluster_name,
+            location=self.location,
+            project_id=optional_param(self.project_id),
+            gcp_conn_id=self.gcp_conn_id,
+        )
+
+
+def _fail_if_terminal(exc: BaseException, step: str) -> None:
+    """Turn errors that a retry cannot fix into AirflowFailException; let the rest propagate."""
+    if isinstance(exc, KubernetesApplyError) and exc.http_status in TERMINAL_KUBE_STATUSES:
+        raise AirflowFailException(f"{exc} ({step})") from None
+    if is_terminal_gcp_error(exc):
+        raise AirflowFailException(f"{exc} ({step})") from None
+
+
+class ApplyManifestsOperator(ClusterOperatorMixin, BaseOperator):
+    """Render manifest templates with the DAG params and server-side apply them in order.
+
+    :param manifest: a template file or directory under include/manifests/, or a list of them.
+    :param step: the tutorial step, named in failure messages.
+    XCom: ``{"created": [...], "updated": [...], "unchanged": [...]}`` of ``Kind/namespace/name``.
+    """
+
+    template_fields: Sequence[str] = ClusterOperatorMixin.cluster_template_fields
+    ui_color = "#e8f0fe"
+
+    def __init__(
+        self,
+        *,
+        manifest: str | Sequence[str],
+        cluster_name: str,
+        location: str,
+        project_id: str | None = None,
+        gcp_conn_id: str = "google_cloud_default",
+        step: str = "",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._init_cluster(cluster_name, location, project_id, gcp_conn_id)
+        self.manifests = [manifest] if isinstance(manifest, str) else list(manifest)
+        if not self.manifests:
+            raise ValueError("ApplyManifestsOperator needs at least one manifest")
+        self.step = step or "apply " + ", ".join(self.manifests)
+
+    def render(self, context: Context) -> list[dict]:
+        params = params_of(context)
+        try:
+            return [obj for path in self.manifests for obj in manifests.render(path, params)]
+        except manifests.ManifestError as exc:
+            raise AirflowFailException(f"{exc} ({self.step})") from None
+
+    def execute(self, context: Context) -> dict[str, list[str]]:
+        objects = self.render(context)
+        try:
+            results = self.kube_hook.apply(objects)
+        except Exception as exc:
+            _fail_if_terminal(exc, self.step)
+            raise
+        summary = summarize(results)
+        self.log.info("Applied %d objects: %s", len(results), {k: len(v) for k, v in summary.items()})
+        return summary
+
+
+class InstallCrdsOperator(ApplyManifestsOperator):
+    """Install one of the tutorial's CRD sets (2.2) and wait until the API server serves them.
+
+    :param crd_set: "objective-only" (GKE >= 1.34.0-gke.1626000) or "full" (older clusters).
+    :param established_timeout: seconds to wait for the CRDs to become Established.
+    """
+
+    def __init__(self, *, crd_set: str, established_timeout: float = 120.0, **kwargs: Any) -> None:
+        if crd_set not in CRD_SETS:
+            raise ValueError(f"crd_set must be one of {sorted(CRD_SETS)}, not {crd_set!r}")
+        kwargs.setdefault("step", f"tutorial 2.2, {crd_set} CRD set")
+        super().__init__(manifest=list(CRD_SETS[crd_set]), **kwargs)
+        self.crd_set = crd_set
+        self.established_timeout = established_timeout
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        objects = self.render(context)
+        hook = self.kube_hook
+        try:
+            results = hook.apply(objects)
+            hook.wait_for_crds_established(
+                [obj["metadata"]["name"] for obj in objects], timeout=self.established_timeout
+            )
+        except Exception as exc:
+            _fail_if_terminal(exc, self.step)
+            raise
+        self._require_gke_served_crds(hook)
+        return {"crd_set": self.crd_set, **summarize(results)}
+
+    def _require_gke_served_crds(self, hook: KubernetesApplyHook) -> None:
+        for name in GKE_SERVED_CRDS[self.crd_set]:
+            if hook.get(CRD_API_VERSION, "CustomResourceDefinition", name) is None:
+                raise AirflowFailException(
+                    f"The cluster does not serve CRD {name}, which GKE provides from "
+                    f"{MANAGED_INFERENCE_POOL_SINCE} on; install the full CRD set instead ({self.step})"
+                )
+
+
+class ChooseCrdSetOperator(ClusterOperatorMixin, BaseBranchOperator):
+    """Pick the CRD branch (tutorial 2.2) from the cluster's GKE version.
+
+    :param cluster_version: the cluster's currentMasterVersion (e.g. from the cluster sensor's XCom);
+        when empty, it is read from the Container API.
+    :param objective_only_task_id: the task that installs only the InferenceObjective CRD.
+    :param full_set_task_id: the task that installs the full v1.0.0 set.
+    """
+
+    template_fields: Sequence[str] = (*ClusterOperatorMixin.cluster_template_fields, "cluster_version")
+
+    def __init__(
+        self,
+        *,
+        objective_only_task_id: str,
+        full_set_task_id: str,
+        cluster_name: str,
+        location: str,
+        cluster_version: str | None = None,
+        project_id: str | None = None,
+        gcp_conn_id: str = "google_cloud_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._init_cluster(cluster_name, location, project_id, gcp_conn_id)
+        self.cluster_version = cluster_version
+        self.objective_only_task_id = objective_only_task_id
+        self.full_set_task_id = full_set_task_id
+
+    def _read_cluster_version(self) -> str:
+        hook = GKEClusterHook(location=self.location, gcp_conn_id=self.gcp_conn_id)
+        return hook.get_cluster(self.cluster_name, optional_param(self.project_id)).current_master_version
+
+    def choose_branch(self, context: Context) -> str:
+        version = optional_param(self.cluster_version) or self._read_cluster_version()
+        try:
+            managed = serves_inference_pool_crd(version)
+        except ValueError as exc:
+            raise AirflowFailException(f"{exc} (tutorial 2.2)") from None
+        branch = self.objective_only_task_id if managed else self.full_set_task_id
+        self.log.info(
+            "GKE %s %s %s: continuing with %s",
+            version,
+            ">=" if managed else "<",
+            MANAGED_INFERENCE_POOL_SINCE,
+            branch,
+        )
+        return branch
+
+
+class HuggingFaceSecretOperator(ClusterOperatorMixin, BaseOperator):
+    """Write the Hugging Face token from an Airflow connection into the ``hf-token`` Secret (3.2).
+
+    The token is read at run time from the connection's password; it never appears in a template
+    field, a log line, XCom or an error message.
+    XCom: ``{"secret": "hf-token", "key": "token", "action": "created"|"updated"|"unchanged"}``.
+    """
+
+    template_fields: Sequence[str] = (
+        *ClusterOperatorMixin.cluster_template_fields,
+        "hf_conn_id",
+        "namespace",
+    )
+
+    def __init__(
+        self,
+        *,
+        cluster_name: str,
+        location: str,
+        namespace: str = "default",
+        hf_conn_id: str = "huggingface_default",
+        project_id: str | None = None,
+        gcp_conn_id: str = "google_cloud_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._init_cluster(cluster_name, location, project_id, gcp_conn_id)
+        self.namespace = namespace
+        self.hf_conn_id = hf_conn_id
+
+    def _read_token(self) -> str:
+        try:
+            connection = BaseHook.get_connection(self.hf_conn_id)
+        except AirflowNotFoundException:
+            raise AirflowFailException(
+                f"Airflow connection {self.hf_conn_id!r} does not exist; create it with the Hugging Face "
+                "token as its password (tutorial 3.2)"
+            ) from None
+        token = (connection.password or "").strip()
+        if not token:
+            raise AirflowFailException(
+                f"Airflow connection {self.hf_conn_id!r} has no password; set it to a Hugging Face token "
+                "with access to the model (tutorial 3.2)"
+            )
+        mask_secret(token)
+        return token
+
+    def secret_object(self, token: str) -> dict:
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {
+                "name": manifests.NAMES["hf_secret"],
+                "namespace": self.namespace,
+                "labels": K8S_LABELS,
+            },
+            "stringData": {manifests.NAMES["hf_secret_key"]: token},
+        }
+
+    def execute(self, context: Context) -> dict[str, str]:
+        secret = self.secret_object(self._read_token())
+        step = "tutorial 3.2, hf-token Secret"
+        try:
+            result = self.kube_hook.apply_one(secret, sensitive=True)
+        except KubernetesApplyError as exc:
+            if exc.http_status in TERMINAL_KUBE_STATUSES:
+                raise AirflowFailException(f"{exc} ({step})") from None
+            raise
+        return {
+            "secret": object_ref(secret),
+            "key": manifests.NAMES["hf_secret_key"],
+            "action": result.action,
+        }
+
+
+class DeleteManifestsOperator(ClusterOperatorMixin, BaseOperator):
+    """Teardown: delete what the given manifests describe, in reverse order, and only objects that
+    carry the DAG's ownership label. Missing objects, or a missing cluster, count as done.
+
+    :param manifest: template files or directories under include/manifests/ (apply order).
+    :param delete_hf_secret: also delete the ``hf-token`` Secret.
+    XCom: ``{"deleted": [...], "absent": [...], "not-owned": [...]}``.
+    """
+
+    template_fields: Sequence[str] = (*ClusterOperatorMixin.cluster_template_fields, "namespace")
+
+    def __init__(
+        self,
+        *,
+        manifest: str | Sequence[str],
+        cluster_name: str,
+        location: str,
+        namespace: str = "default",
+        delete_hf_secret: bool = True,
+        project_id: str | None = None,
+        gcp_conn_id: str = "google_cloud_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._init_cluster(cluster_name, location, project_id, gcp_conn_id)
+        self.manifests = [manifest] if isinstance(manifest, str) else list(manifest)
+        self.namespace = namespace
+        self.delete_hf_secret = delete_hf_secret
+
+    def objects_to_delete(self, context: Context) -> list[dict]:
+        params = params_of(context)
+        objects = [obj for path in self.manifests for obj in manifests.render(path, params)]
+        if self.delete_hf_secret:
+            objects.insert(0, _secret_ref(self.namespace))
+        return list(reversed(objects))
+
+    def execute(self, context: Context) -> dict[str, list[str]]:
+        objects = self.objects_to_delete(context)
+        try:
+            results = self.kube_hook.delete(objects, owned_only=True)
+        except api_exceptions.NotFound:
+            self.log.info("Cluster %s does not exist; nothing to delete", self.cluster_name)
+            return {"absent": [object_ref(obj) for obj in objects]}
+        except Exception as exc:
+            _fail_if_terminal(exc, "teardown")
+            raise
+        return summarize(results)
+
+
+def _secret_ref(namespace: str) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": manifests.NAMES["hf_secret"], "namespace": namespace},
+    }

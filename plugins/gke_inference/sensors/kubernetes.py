@@ -1,0 +1,176 @@
+"""Deferrable sensors for the tutorial's readiness waits (4.1): the Gateway's address, model pods Ready.
+
+By default they defer at once to a trigger (no worker slot held while GKE provisions GPUs or the
+load balancer); with ``deferrable=False`` they poke the same checks from the worker.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
+from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
+
+from gke_inference.hooks.kubernetes import format_label_selector
+from gke_inference.operators.kubernetes import ClusterOperatorMixin, optional_param
+from gke_inference.triggers.kubernetes import (
+    ClusterPollingTrigger,
+    GatewayAddressTrigger,
+    PodsReadyTrigger,
+    Verdict,
+)
+
+# The trigger ends the wait itself with the last state it saw; the deferral timeout is a backstop.
+DEFER_TIMEOUT_MARGIN = 60.0
+
+
+class _ClusterWaitSensor(ClusterOperatorMixin, BaseSensorOperator):
+    """Shared wiring: cluster arguments, a templated wait timeout, and trigger event handling.
+
+    :param wait_timeout: seconds to wait (templated, e.g. "{{ params.pods_timeout }}").
+    :param poll_interval: seconds between looks at the cluster.
+    :param log_interval: seconds between progress lines.
+    """
+
+    template_fields: Sequence[str] = (
+        *ClusterOperatorMixin.cluster_template_fields,
+        "namespace",
+        "wait_timeout",
+    )
+
+    def __init__(
+        self,
+        *,
+        cluster_name: str,
+        location: str,
+        wait_timeout: float | str,
+        namespace: str = "default",
+        project_id: str | None = None,
+        gcp_conn_id: str = "google_cloud_default",
+        poll_interval: float = 5.0,
+        log_interval: float = 30.0,
+        deferrable: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("poke_interval", poll_interval)
+        kwargs.setdefault("mode", "poke")
+        super().__init__(**kwargs)
+        self._init_cluster(cluster_name, location, project_id, gcp_conn_id)
+        self.namespace = namespace
+        self.wait_timeout = wait_timeout
+        self.poll_interval = poll_interval
+        self.log_interval = log_interval
+        self.deferrable = deferrable
+
+    def _wait_seconds(self) -> float:
+        try:
+            seconds = float(self.wait_timeout)
+        except (TypeError, ValueError):
+            raise AirflowFailException(
+                f"wait_timeout must be a number of seconds, not {self.wait_timeout!r}"
+            ) from None
+        if seconds <= 0:
+            raise AirflowFailException(f"wait_timeout must be positive, not {seconds}")
+        return seconds
+
+    def _trigger_kwargs(self, started_at: float, wait_seconds: float) -> dict[str, Any]:
+        return {
+            "cluster_name": self.cluster_name,
+            "location": self.location,
+            "project_id": optional_param(self.project_id),
+            "gcp_conn_id": self.gcp_conn_id,
+            "namespace": self.namespace,
+            "started_at": started_at,
+            "deadline": started_at + wait_seconds,
+            "poll_interval": self.poll_interval,
+            "log_interval": self.log_interval,
+        }
+
+    def make_trigger(self, started_at: float, wait_seconds: float) -> ClusterPollingTrigger:
+        raise NotImplementedError
+
+    def execute(self, context: Context) -> Any:
+        wait_seconds = self._wait_seconds()
+        if not self.deferrable:
+            self.timeout = wait_seconds
+            return super().execute(context)
+        self.defer(
+            trigger=self.make_trigger(time.time(), wait_seconds),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=wait_seconds + DEFER_TIMEOUT_MARGIN),
+        )
+
+    def execute_complete(self, context: Context, event: Mapping[str, Any]) -> Any:
+        status, message = event.get("status"), event.get("message", "")
+        if status == "success":
+            self.log.info("%s", message)
+            return event.get("result")
+        if status == "timeout":
+            raise AirflowSensorTimeout(message)
+        raise AirflowFailException(message)
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        trigger = self.make_trigger(time.time(), self._wait_seconds())
+        verdict: Verdict = trigger.check(self.kube_hook, time.time())
+        self.log.info("%s: %s", trigger.describe(), verdict.state)
+        if verdict.failure:
+            raise AirflowFailException(f"{trigger.describe()} cannot succeed: {verdict.failure}")
+        return PokeReturnValue(is_done=verdict.done, xcom_value=verdict.result)
+
+
+class PodsReadySensor(_ClusterWaitSensor):
+    """Wait until ``replicas`` pods matching ``label_selector`` are Ready (``kubectl wait
+    --for=condition=Ready pod -l app=...``). Fails at once on CrashLoopBackOff, image pull errors
+    or a missing Secret; Unschedulable pods are reported and fail after ``unschedulable_grace``.
+
+    XCom: ``{"ready": <count>, "pods": [<names>]}``.
+    """
+
+    template_fields: Sequence[str] = (*_ClusterWaitSensor.template_fields, "label_selector", "replicas")
+
+    def __init__(
+        self,
+        *,
+        label_selector: Mapping[str, str] | str,
+        replicas: int | str = 1,
+        unschedulable_grace: float = 600.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.label_selector = label_selector
+        self.replicas = replicas
+        self.unschedulable_grace = unschedulable_grace
+
+    def make_trigger(self, started_at: float, wait_seconds: float) -> PodsReadyTrigger:
+        selector = format_label_selector(self.label_selector)
+        if not selector:
+            raise AirflowFailException("PodsReadySensor needs a non-empty label_selector")
+        return PodsReadyTrigger(
+            **self._trigger_kwargs(started_at, wait_seconds),
+            label_selector=selector,
+            replicas=int(self.replicas),
+            unschedulable_grace=self.unschedulable_grace,
+        )
+
+
+class GatewayAddressSensor(_ClusterWaitSensor):
+    """Wait until the Gateway has an address and Programmed=True (``kubectl get gateway NAME -o
+    jsonpath='{.status.addresses[0].value}'``). While it is not programmed, the reason is logged
+    (e.g. no proxy-only subnet in the region); at the timeout the failure names the last reason.
+
+    XCom: the address (a string).
+    """
+
+    template_fields: Sequence[str] = (*_ClusterWaitSensor.template_fields, "gateway_name")
+
+    def __init__(self, *, gateway_name: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gateway_name = gateway_name
+
+    def make_trigger(self, started_at: float, wait_seconds: float) -> GatewayAddressTrigger:
+        return GatewayAddressTrigger(
+            **self._trigger_kwargs(started_at, wait_seconds), gateway_name=self.gateway_name
+        )

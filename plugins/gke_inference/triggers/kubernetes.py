@@ -1,0 +1,319 @@
+"""Triggers that wait on the cluster: model pods Ready (tutorial 4.1) and the Gateway's address (4.1).
+
+Both poll the Kubernetes API with the synchronous client in a worker thread, rebuilding
+credentials from the GCP connection inside the triggerer (nothing secret is serialized). They end
+early, with the reason, when waiting cannot help (a crash-looping pod, an image that cannot be
+pulled), and otherwise at an absolute deadline with the last state they saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+from gke_inference.hooks._retry import describe_error, is_transient
+from gke_inference.hooks.kubernetes import KubernetesApplyHook, find_condition
+
+GATEWAY_API_VERSION = "gateway.networking.k8s.io/v1"
+
+# Container waiting reasons that do not clear up by themselves.
+FATAL_WAITING_REASONS = {
+    "CrashLoopBackOff": "the container keeps exiting",
+    "CreateContainerConfigError": "the container cannot be configured (a Secret or key it needs is missing?)",
+    "CreateContainerError": "the container cannot be created",
+    "ErrImagePull": "the image cannot be pulled",
+    "ImagePullBackOff": "the image cannot be pulled",
+    "InvalidImageName": "the image name is invalid",
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One look at the thing being waited for."""
+
+    state: str  # one line for progress logs
+    done: bool = False
+    failure: str | None = None  # set when waiting longer cannot help
+    result: Any = None  # the XCom value when done
+    unschedulable: bool = False
+
+
+@dataclass
+class _PodProblems:
+    fatal: list[str] = field(default_factory=list)
+    unschedulable: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)
+
+
+def is_pod_ready(pod: Mapping[str, Any]) -> bool:
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    return (find_condition(pod, "Ready") or {}).get("status") == "True"
+
+
+def _container_problems(pod_name: str, statuses: Iterable[Mapping[str, Any]], problems: _PodProblems) -> None:
+    for status in statuses:
+        waiting = (status.get("state") or {}).get("waiting") or {}
+        reason = waiting.get("reason")
+        if not reason or reason in {"ContainerCreating", "PodInitializing"}:
+            continue
+        where = f"pod {pod_name} container {status.get('name')}: {reason}"
+        if reason in FATAL_WAITING_REASONS:
+            details = [FATAL_WAITING_REASONS[reason]]
+            if waiting.get("message"):
+                details.append(waiting["message"])
+            last_exit = (status.get("lastState") or {}).get("terminated") or {}
+            if last_exit.get("message"):
+                details.append(f"last exit: {last_exit['message']}")
+            restarts = status.get("restartCount")
+            if restarts:
+                details.append(f"{restarts} restarts")
+            problems.fatal.append(f"{where} ({'; '.join(details)})")
+        else:
+            problems.waiting.append(where)
+
+
+def assess_pods(pods: Iterable[Mapping[str, Any]], replicas: int) -> Verdict:
+    """Ready when at least ``replicas`` matching pods are Ready; failed on a fatal container state."""
+    live = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
+    ready = sorted(p["metadata"]["name"] for p in live if is_pod_ready(p))
+    problems = _PodProblems()
+    for pod in live:
+        name = pod["metadata"]["name"]
+        status = pod.get("status") or {}
+        scheduled = find_condition(pod, "PodScheduled") or {}
+        if scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
+            problems.unschedulable.append(f"pod {name} unschedulable: {scheduled.get('message', '')}".strip())
+        _container_problems(name, status.get("initContainerStatuses") or [], problems)
+        _container_problems(name, status.get("containerStatuses") or [], problems)
+    state = f"{len(ready)}/{replicas} Ready ({len(live)} pods)"
+    details = problems.fatal + problems.unschedulable + problems.waiting
+    if details:
+        state += ": " + "; ".join(details)
+    if len(ready) >= replicas:
+        return Verdict(state=state, done=True, result={"ready": len(ready), "pods": ready})
+    if problems.fatal:
+        return Verdict(state=state, failure="; ".join(problems.fatal))
+    return Verdict(state=state, unschedulable=bool(problems.unschedulable))
+
+
+def assess_gateway(gateway: Mapping[str, Any] | None, name: str) -> Verdict:
+    """Done when the Gateway has an address and Programmed=True; the XCom value is the address."""
+    if gateway is None:
+        return Verdict(state=f"Gateway {name} does not exist yet")
+    addresses = (gateway.get("status") or {}).get("addresses") or []
+    address = addresses[0].get("value") if addresses else None
+    programmed = find_condition(gateway, "Programmed") or {}
+    if address and programmed.get("status") == "True":
+        return Verdict(state=f"Gateway {name} programmed at {address}", done=True, result=address)
+    accepted = find_condition(gateway, "Accepted") or {}
+    if accepted.get("status") == "False":
+        reason = f"{accepted.get('reason', '')}: {accepted.get('message', '')}".strip(": ")
+        return Verdict(state=f"Gateway {name} not accepted ({reason})")
+    if programmed.get("status") == "False":
+        reason = f"{programmed.get('reason', '')}: {programmed.get('message', '')}".strip(": ")
+        return Verdict(state=f"Gateway {name} not programmed ({reason})")
+    return Verdict(state=f"Gateway {name} waiting for an address (no Programmed condition yet)")
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    minutes, secs = divmod(seconds, 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+class ClusterPollingTrigger(BaseTrigger):
+    """Polls the cluster until ``check`` says done or failed, or the deadline passes.
+
+    :param started_at: epoch seconds when the wait began (for elapsed time across trigger restarts).
+    :param deadline: epoch seconds after which the trigger gives up with the last state it saw.
+    :param poll_interval: seconds between looks.
+    :param log_interval: seconds between progress lines (every poll, when polls are slower).
+    """
+
+    def __init__(
+        self,
+        *,
+        cluster_name: str,
+        location: str,
+        project_id: str | None,
+        gcp_conn_id: str,
+        namespace: str,
+        started_at: float,
+        deadline: float,
+        poll_interval: float = 5.0,
+        log_interval: float = 30.0,
+    ) -> None:
+        super().__init__()
+        self.cluster_name = cluster_name
+        self.location = location
+        self.project_id = project_id
+        self.gcp_conn_id = gcp_conn_id
+        self.namespace = namespace
+        self.started_at = float(started_at)
+        self.deadline = float(deadline)
+        self.poll_interval = float(poll_interval)
+        self.log_interval = float(log_interval)
+
+    def _common_kwargs(self) -> dict[str, Any]:
+        return {
+            "cluster_name": self.cluster_name,
+            "location": self.location,
+            "project_id": self.project_id,
+            "gcp_conn_id": self.gcp_conn_id,
+            "namespace": self.namespace,
+            "started_at": self.started_at,
+            "deadline": self.deadline,
+            "poll_interval": self.poll_interval,
+            "log_interval": self.log_interval,
+        }
+
+    def _classpath(self) -> str:
+        return f"{type(self).__module__}.{type(self).__qualname__}"
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def check(self, hook: KubernetesApplyHook, now: float) -> Verdict:
+        """One synchronous look (runs in a worker thread)."""
+        raise NotImplementedError
+
+    def _make_hook(self) -> KubernetesApplyHook:
+        hook = KubernetesApplyHook(
+            cluster_name=self.cluster_name,
+            location=self.location,
+            project_id=self.project_id,
+            gcp_conn_id=self.gcp_conn_id,
+        )
+        hook.dynamic_client  # noqa: B018 -- connect and discover now, in the worker thread
+        return hook
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        hook: KubernetesApplyHook | None = None
+        last_state = "no answer from the cluster yet"
+        last_logged_state, last_log_time = None, float("-inf")
+        while True:
+            now = time.time()
+            try:
+                if hook is None:
+                    hook = await asyncio.to_thread(self._make_hook)
+                verdict = await asyncio.to_thread(self.check, hook, now)
+            except Exception as exc:
+                if isinstance(exc, ApiException) and exc.status == 401:
+                    hook = None  # credentials or cluster endpoint changed: rebuild on the next poll
+                elif not is_transient(exc):
+                    yield TriggerEvent(self._event("failed", f"{self.describe()}: {describe_error(exc)}"))
+                    return
+                verdict = Verdict(state=f"{last_state} (last poll failed: {describe_error(exc)})")
+            if verdict.done:
+                self.log.info(
+                    "%s: %s after %s", self.describe(), verdict.state, format_duration(now - self.started_at)
+                )
+                yield TriggerEvent(self._event("success", verdict.state, result=verdict.result))
+                return
+            if verdict.failure:
+                yield TriggerEvent(
+                    self._event("failed", f"{self.describe()} cannot succeed: {verdict.failure}")
+                )
+                return
+            last_state = verdict.state
+            if now >= self.deadline:
+                waited = format_duration(now - self.started_at)
+                yield TriggerEvent(
+                    self._event("timeout", f"{self.describe()}: gave up after {waited}; {last_state}")
+                )
+                return
+            if verdict.state != last_logged_state or now - last_log_time >= self.log_interval:
+                self.log.info(
+                    "%s: %s (elapsed %s, %s left)",
+                    self.describe(),
+                    verdict.state,
+                    format_duration(now - self.started_at),
+                    format_duration(self.deadline - now),
+                )
+                last_logged_state, last_log_time = verdict.state, now
+            await asyncio.sleep(max(0.0, min(self.poll_interval, self.deadline - now)))
+
+    def _event(self, status: str, message: str, result: Any = None) -> dict[str, Any]:
+        return {"status": status, "message": message, "result": result}
+
+
+class PodsReadyTrigger(ClusterPollingTrigger):
+    """Waits until ``replicas`` pods matching ``label_selector`` are Ready.
+
+    Pods that stay Unschedulable longer than ``unschedulable_grace`` seconds fail the wait (on
+    Autopilot, GPU pods are Unschedulable for a while as normal, until their node is provisioned).
+    """
+
+    def __init__(
+        self,
+        *,
+        label_selector: str,
+        replicas: int,
+        unschedulable_grace: float = 600.0,
+        unschedulable_since: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.label_selector = label_selector
+        self.replicas = int(replicas)
+        self.unschedulable_grace = float(unschedulable_grace)
+        self.unschedulable_since = unschedulable_since
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return self._classpath(), {
+            **self._common_kwargs(),
+            "label_selector": self.label_selector,
+            "replicas": self.replicas,
+            "unschedulable_grace": self.unschedulable_grace,
+            "unschedulable_since": self.unschedulable_since,
+        }
+
+    def describe(self) -> str:
+        return f"pods {self.label_selector} in {self.namespace}"
+
+    def check(self, hook: KubernetesApplyHook, now: float) -> Verdict:
+        pods = hook.list("v1", "Pod", namespace=self.namespace, label_selector=self.label_selector)
+        if not pods:
+            return Verdict(state=f"no pods match {self.label_selector} yet")
+        verdict = assess_pods(pods, self.replicas)
+        if not verdict.unschedulable:
+            self.unschedulable_since = None
+            return verdict
+        if self.unschedulable_since is None:
+            self.unschedulable_since = now
+        stuck_for = now - self.unschedulable_since
+        if stuck_for > self.unschedulable_grace:
+            return Verdict(
+                state=verdict.state,
+                failure=f"unschedulable for {format_duration(stuck_for)}: {verdict.state}",
+            )
+        return verdict
+
+
+class GatewayAddressTrigger(ClusterPollingTrigger):
+    """Waits until the Gateway has an address and reports Programmed=True."""
+
+    def __init__(self, *, gateway_name: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gateway_name = gateway_name
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return self._classpath(), {**self._common_kwargs(), "gateway_name": self.gateway_name}
+
+    def describe(self) -> str:
+        return f"Gateway {self.namespace}/{self.gateway_name}"
+
+    def check(self, hook: KubernetesApplyHook, now: float) -> Verdict:
+        try:
+            gateway = hook.get(GATEWAY_API_VERSION, "Gateway", self.gateway_name, self.namespace)
+        except ResourceNotFoundError:
+            return Verdict(state="the cluster does not serve the Gateway API yet")
+        return assess_gateway(gateway, self.gateway_name)

@@ -1,0 +1,1 @@
+"""Pieces every sandbox server shares: timing, faults, auth, certificates, addresses."""

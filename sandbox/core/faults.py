@@ -1,0 +1,214 @@
+"""Fault injection and the request log, shared by every sandbox server.
+
+Two kinds of faults:
+* HTTP rules, applied by `fault_middleware` before a request reaches its handler: answer with a
+  status (and Retry-After), add a delay, or drop the connection without a response.
+* Behaviours, named switches that the simulated controllers consult (`behaviour(name, **match)`),
+  e.g. "cluster_error" makes a cluster go to ERROR instead of RUNNING.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import web
+
+APIS = ("compute", "container", "serviceusage", "oauth", "kube", "gateway", "model")
+BEHAVIOURS = ("operation_error", "cluster_error", "pods_never_ready", "gateway_never_programmed")
+_HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "*")
+_GOOGLE_APIS = ("compute", "container", "serviceusage", "oauth")
+
+
+@dataclass
+class FaultRule:
+    api: str
+    method: str = "*"
+    path: str = ""
+    status: int | None = None
+    retry_after: int | None = None
+    delay: float | None = None
+    drop: bool = False
+    count: int | None = None
+    id: int = 0
+    _pattern: re.Pattern = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.api not in APIS:
+            raise ValueError(f"fault api must be one of {APIS}, not {self.api!r}")
+        self.method = self.method.upper()
+        if self.method not in _HTTP_METHODS:
+            raise ValueError(f"fault method must be one of {_HTTP_METHODS}, not {self.method!r}")
+        try:
+            self._pattern = re.compile(self.path)
+        except re.error as error:
+            raise ValueError(f"fault path is not a valid regular expression: {error}") from None
+        if self.status is not None and not 100 <= int(self.status) <= 599:
+            raise ValueError(f"fault status must be an HTTP status code, not {self.status!r}")
+        if self.status is None and self.delay is None and not self.drop:
+            raise ValueError("a fault needs at least one of status, delay or drop")
+        if self.delay is not None and not 0 <= float(self.delay) <= 3600:
+            raise ValueError("fault delay must be between 0 and 3600 seconds")
+        if self.count is not None and int(self.count) < 1:
+            raise ValueError("fault count must be a positive number of times, or None for forever")
+
+    def matches(self, api: str, method: str, path: str) -> bool:
+        return (
+            self.api == api
+            and self.method in ("*", method.upper())
+            and self._pattern.search(path) is not None
+        )
+
+    def as_dict(self) -> dict:
+        return {key: value for key, value in asdict(self).items() if not key.startswith("_")}
+
+
+@dataclass
+class BehaviourRule:
+    name: str
+    match: dict[str, Any]
+    count: int | None = None
+    id: int = 0
+
+    def __post_init__(self) -> None:
+        if self.name not in BEHAVIOURS:
+            raise ValueError(f"behaviour must be one of {BEHAVIOURS}, not {self.name!r}")
+        if self.count is not None and int(self.count) < 1:
+            raise ValueError("behaviour count must be a positive number of times, or None for forever")
+
+    def applies_to(self, attributes: dict[str, Any]) -> bool:
+        return all(attributes.get(key) == value for key, value in self.match.items())
+
+
+class FaultTable:
+    """HTTP fault rules and behaviours; first matching rule wins, `count` limits how often it fires."""
+
+    def __init__(self) -> None:
+        self._rules: list[FaultRule] = []
+        self._behaviours: list[BehaviourRule] = []
+        self._ids = itertools.count(1)
+
+    def add(self, **rule: Any) -> int:
+        """Add an HTTP fault rule (see FaultRule), or a behaviour when `behaviour=<name>` is given."""
+        if "behaviour" in rule:
+            name = rule.pop("behaviour")
+            return self.add_behaviour(name, **rule)
+        unknown = set(rule) - {"api", "method", "path", "status", "retry_after", "delay", "drop", "count"}
+        if unknown:
+            raise ValueError(f"unknown fault fields: {sorted(unknown)}")
+        parsed = FaultRule(**rule, id=next(self._ids))
+        self._rules.append(parsed)
+        return parsed.id
+
+    def add_behaviour(self, name: str, /, count: int | None = None, **match: Any) -> int:
+        """Switch on behaviour `name` for controllers whose attributes include all of `match`."""
+        rule = BehaviourRule(name=name, match=match, count=count, id=next(self._ids))
+        self._behaviours.append(rule)
+        return rule.id
+
+    def clear(self) -> None:
+        self._rules.clear()
+        self._behaviours.clear()
+
+    def rules(self) -> list[dict]:
+        return [rule.as_dict() for rule in self._rules] + [asdict(rule) for rule in self._behaviours]
+
+    def take(self, api: str, method: str, path: str) -> FaultRule | None:
+        """The first rule matching this request, consuming one of its uses."""
+        for rule in self._rules:
+            if rule.matches(api, method, path):
+                self._consume(rule, self._rules)
+                return rule
+        return None
+
+    def behaviour(self, name: str, /, **attributes: Any) -> bool:
+        """True when a behaviour rule named `name` applies to an object with these attributes."""
+        for rule in self._behaviours:
+            if rule.name == name and rule.applies_to(attributes):
+                self._consume(rule, self._behaviours)
+                return True
+        return False
+
+    @staticmethod
+    def _consume(rule: FaultRule | BehaviourRule, rules: list) -> None:
+        if rule.count is None:
+            return
+        rule.count -= 1
+        if rule.count <= 0:
+            rules.remove(rule)
+
+
+class RequestLog:
+    """The last requests served by every sandbox server (no headers or bodies: they may hold secrets)."""
+
+    def __init__(self, capacity: int = 20_000) -> None:
+        self._entries: collections.deque[dict] = collections.deque(maxlen=capacity)
+
+    def append(self, api: str, method: str, path: str, query: str, status: int | None) -> None:
+        self._entries.append(
+            {"api": api, "method": method, "path": path, "query": query, "status": status, "ts": time.time()}
+        )
+
+    def entries(self, api: str | None = None) -> list[dict]:
+        return [dict(entry) for entry in self._entries if api is None or entry["api"] == api]
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+def _fault_response(api: str, status: int, retry_after: int | None) -> web.Response:
+    reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Injected fault"
+    message = f"Injected fault: {status} {reason}"
+    if api == "kube":
+        body = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": message,
+            "reason": reason.replace(" ", ""),
+            "code": status,
+        }
+    elif api in _GOOGLE_APIS:
+        from sandbox.gcp.errors import status_name_for_code
+
+        body = {"error": {"code": status, "message": message, "status": status_name_for_code(status)}}
+    else:
+        body = {"error": {"code": status, "message": message, "type": "sandbox_fault"}}
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return web.json_response(body, status=status, headers=headers)
+
+
+def fault_middleware(api_name: str, sandbox: Any):
+    """aiohttp middleware: apply the sandbox's fault rules for `api_name`, then log the request."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler):
+        rule = sandbox.faults.take(api_name, request.method, request.path)
+        status: int | None = None
+        try:
+            if rule is not None and rule.delay:
+                await asyncio.sleep(float(rule.delay))
+            if rule is not None and rule.drop:
+                if request.transport is not None:
+                    request.transport.close()
+                raise ConnectionResetError("connection dropped by an injected fault")
+            if rule is not None and rule.status is not None:
+                response = _fault_response(api_name, int(rule.status), rule.retry_after)
+            else:
+                response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as error:
+            status = error.status
+            raise
+        finally:
+            sandbox.log.append(api_name, request.method, request.path, request.query_string, status)
+
+    return middleware

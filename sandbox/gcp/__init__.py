@@ -1,0 +1,1 @@
+"""The GCP REST control plane: Service Usage, Compute networks, GKE clusters, long-running operations."""

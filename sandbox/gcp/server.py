@@ -1,0 +1,52 @@
+"""One aiohttp application serving Compute, Container, Service Usage and the OAuth token endpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from sandbox.core.auth import bearer_token, token_handler
+from sandbox.core.faults import fault_middleware
+from sandbox.gcp.compute import ComputeApi
+from sandbox.gcp.container import ContainerApi
+from sandbox.gcp.errors import gcp_error_middleware, unauthenticated
+from sandbox.gcp.operations import OperationRunner
+from sandbox.gcp.serviceusage import ServiceUsageApi
+
+TOKEN_PATH = "/token"
+
+
+def api_of_path(path: str) -> str:
+    """Which API a request on the shared port belongs to (the name faults and the log use)."""
+    if path == TOKEN_PATH:
+        return "oauth"
+    if path.startswith("/compute/"):
+        return "compute"
+    if path.startswith("/v1/operations") or "/services" in path:
+        return "serviceusage"
+    return "container"
+
+
+def build_gcp_app(sandbox: Any, runner: OperationRunner) -> web.Application:
+    faults_by_api = {
+        api: fault_middleware(api, sandbox) for api in ("oauth", "compute", "serviceusage", "container")
+    }
+
+    @web.middleware
+    async def faults(request: web.Request, handler):
+        return await faults_by_api[api_of_path(request.path)](request, handler)
+
+    @web.middleware
+    async def authenticate(request: web.Request, handler):
+        if request.path != TOKEN_PATH and not sandbox.tokens.is_valid_for_google_apis(bearer_token(request)):
+            return unauthenticated().response()
+        return await handler(request)
+
+    app = web.Application(
+        middlewares=[faults, gcp_error_middleware, authenticate], client_max_size=4 * 1024**2
+    )
+    app.router.add_post(TOKEN_PATH, token_handler(sandbox.tokens))
+    for api in (ServiceUsageApi(sandbox, runner), ComputeApi(sandbox, runner), ContainerApi(sandbox, runner)):
+        app.router.add_routes(api.routes())
+    return app

@@ -1,0 +1,82 @@
+"""Input checks shared by the GCP APIs, with GCP's rules and wording."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from aiohttp import web
+
+from sandbox.gcp import regions
+from sandbox.gcp.errors import GcpError, bad_request
+
+_RFC1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+
+
+def require_rfc1035_name(kind: str, name: object, max_length: int = 63) -> str:
+    if not isinstance(name, str) or not name:
+        raise bad_request(f"Invalid value for field 'resource.name': ''. The {kind} name must not be empty.")
+    if len(name) > max_length or not _RFC1035.fullmatch(name):
+        raise bad_request(
+            f"Invalid value for field 'resource.name': '{name}'. Must be a match of regex "
+            f"'(?:[a-z](?:[-a-z0-9]{{0,{max_length - 2}}}[a-z0-9])?)'"
+        )
+    return name
+
+
+def require_cidr(field_name: str, value: object) -> ipaddress.IPv4Network:
+    if not isinstance(value, str) or not value:
+        raise bad_request(f"Invalid value for field '{field_name}': ''. The IP CIDR range must be set.")
+    try:
+        network = ipaddress.IPv4Network(value, strict=True)
+    except ValueError:
+        raise bad_request(
+            f"Invalid value for field '{field_name}': '{value}'. Invalid IPCidrRange: {value} is not a "
+            "valid IPv4 CIDR range with no host bits set."
+        ) from None
+    if network.prefixlen > 29:
+        raise bad_request(
+            f"Invalid value for field '{field_name}': '{value}'. The IP CIDR range must be /29 or larger."
+        )
+    return network
+
+
+def require_region(region: str) -> str:
+    if not regions.is_region(region):
+        raise bad_request(f"Invalid value for field 'region': '{region}'. Unknown region.")
+    return region
+
+
+def require_location(location: str) -> str:
+    """A GKE location (region or zone); returns its region."""
+    region = regions.region_of_location(location)
+    if region is None:
+        raise GcpError(400, f'Location "{location}" does not exist.')
+    return region
+
+
+def last_segment(reference: str) -> str:
+    """The name in a full or partial resource URL ('.../networks/vpc' -> 'vpc')."""
+    return reference.rstrip("/").rsplit("/", 1)[-1]
+
+
+async def json_body(request: web.Request) -> dict:
+    if not request.can_read_body:
+        return {}
+    try:
+        body = await request.json()
+    except ValueError:
+        raise bad_request("The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise bad_request("The request body must be a JSON object.")
+    return body
+
+
+def injected_operation_failure(operation_type: str, target: str) -> GcpError:
+    """The error an operation ends with under the "operation_error" behaviour: a quota failure."""
+    return GcpError(
+        403,
+        f"Quota exceeded while running {operation_type} on {target} (injected by the sandbox).",
+        status="RESOURCE_EXHAUSTED",
+        reason="quotaExceeded",
+    )

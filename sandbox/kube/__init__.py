@@ -1,0 +1,1 @@
+"""A Kubernetes API server twin, one per sandbox GKE cluster, with simulated controllers."""

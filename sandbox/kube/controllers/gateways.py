@@ -1,0 +1,179 @@
+"""GKE's Gateway controller, simulated: GatewayClasses are accepted; Gateways get an address and
+Programmed=True once the regional load balancer could be built, which needs an ACTIVE proxy-only
+subnet in the cluster's VPC and region."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sandbox.kube.builtin import GKE_GATEWAY_CONTROLLER
+from sandbox.kube.controllers.base import Controller
+from sandbox.kube.controllers.conditions import condition
+
+GATEWAY_CLASS = ("gateway.networking.k8s.io/v1", "GatewayClass")
+GATEWAY = ("gateway.networking.k8s.io/v1", "Gateway")
+HTTP_ROUTE = ("gateway.networking.k8s.io/v1", "HTTPRoute")
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+
+
+def is_gke_class(gateway_class: dict[str, Any] | None) -> bool:
+    return (
+        bool(gateway_class)
+        and (gateway_class.get("spec") or {}).get("controllerName") == GKE_GATEWAY_CONTROLLER
+    )
+
+
+def route_targets_gateway(route: dict[str, Any], gateway: dict[str, Any], section: str | None = None) -> bool:
+    route_namespace = route["metadata"].get("namespace")
+    for parent in (route.get("spec") or {}).get("parentRefs") or []:
+        if (
+            parent.get("group", GATEWAY_GROUP) == GATEWAY_GROUP
+            and parent.get("kind", "Gateway") == "Gateway"
+            and parent.get("name") == gateway["metadata"]["name"]
+            and parent.get("namespace", route_namespace) == gateway["metadata"].get("namespace")
+            and (section is None or parent.get("sectionName") in (None, section))
+        ):
+            return True
+    return False
+
+
+class GatewayClassController(Controller):
+    primary = GATEWAY_CLASS
+
+    def reconcile(self, gateway_class: dict[str, Any]) -> None:
+        if not is_gke_class(gateway_class):
+            return  # another controller's class: not ours to judge
+        previous = (gateway_class.get("status") or {}).get("conditions")
+        generation = gateway_class["metadata"].get("generation", 1)
+        status = {"conditions": [condition(previous, "Accepted", True, "Accepted", "", generation)]}
+        self.store.update_status(*GATEWAY_CLASS, None, gateway_class["metadata"]["name"], status)
+
+
+class GatewayController(Controller):
+    primary = GATEWAY
+    watches = (GATEWAY_CLASS, HTTP_ROUTE)
+
+    def __init__(self, cluster) -> None:  # noqa: ANN001
+        super().__init__(cluster)
+        self._first_seen: dict[str, float] = {}
+        self._addresses: dict[str, str] = {}
+
+    def forget(self, gateway: dict[str, Any]) -> None:
+        uid = gateway["metadata"]["uid"]
+        self._first_seen.pop(uid, None)
+        address = self._addresses.pop(uid, None)
+        release = getattr(self.cluster.sandbox.addresses, "release", None)
+        if address and release is not None:
+            release(address)
+
+    def reconcile(self, gateway: dict[str, Any]) -> None:
+        metadata = gateway["metadata"]
+        uid = metadata["uid"]
+        generation = metadata.get("generation", 1)
+        previous = (gateway.get("status") or {}).get("conditions")
+        class_name = (gateway.get("spec") or {}).get("gatewayClassName", "")
+        if not is_gke_class(self.store.get(*GATEWAY_CLASS, None, class_name)):
+            message = (
+                f'GatewayClass "{class_name}" does not exist or is not managed by {GKE_GATEWAY_CONTROLLER}'
+            )
+            self._write(
+                gateway,
+                [
+                    condition(previous, "Accepted", False, "InvalidParameters", message, generation),
+                    condition(previous, "Programmed", False, "Invalid", message, generation),
+                ],
+                programmed=False,
+            )
+            return
+        accepted = condition(previous, "Accepted", True, "Accepted", "", generation)
+        waited = time.monotonic() - self._first_seen.setdefault(uid, time.monotonic())
+        if uid not in self._addresses and waited < self.profile.gateway_programming:
+            pending = "Waiting for the load balancer to be provisioned"
+            self._write(
+                gateway,
+                [accepted, condition(previous, "Programmed", False, "Pending", pending, generation)],
+                False,
+            )
+            self.reconcile_later(self.profile.gateway_programming - waited, gateway)
+            return
+        blocker = self._programming_blocker(gateway)
+        if uid not in self._addresses and blocker:
+            self._write(
+                gateway,
+                [accepted, condition(previous, "Programmed", False, "Invalid", blocker, generation)],
+                False,
+            )
+            self.reconcile_later(
+                max(self.profile.gateway_programming, 0.5), gateway
+            )  # a fix shows up on a recheck
+            return
+        self._addresses.setdefault(
+            uid, self._existing_address(gateway) or self.cluster.sandbox.addresses.allocate()
+        )
+        self._write(
+            gateway, [accepted, condition(previous, "Programmed", True, "Programmed", "", generation)], True
+        )
+
+    def _programming_blocker(self, gateway: dict[str, Any]) -> str:
+        cluster = self.cluster
+        metadata = gateway["metadata"]
+        if self.behaviour(
+            "gateway_never_programmed", namespace=metadata.get("namespace"), name=metadata["name"]
+        ):
+            return "The load balancer for this Gateway could not be provisioned (injected fault gateway_never_programmed)."
+        if not cluster.sandbox.gcp.proxy_only_subnet_active(cluster.project, cluster.region, cluster.network):
+            return (
+                f"error cause: no-proxy-only-subnet: An active proxy-only subnetwork is required in the same "
+                f"region ({cluster.region}) and VPC network ({cluster.network}) as the forwarding rule of this "
+                "Gateway. Create a subnet with --purpose=REGIONAL_MANAGED_PROXY --role=ACTIVE."
+            )
+        return ""
+
+    @staticmethod
+    def _existing_address(gateway: dict[str, Any]) -> str | None:
+        addresses = (gateway.get("status") or {}).get("addresses") or []
+        return addresses[0]["value"] if addresses else None
+
+    def _write(self, gateway: dict[str, Any], conditions: list[dict[str, Any]], programmed: bool) -> None:
+        metadata = gateway["metadata"]
+        status: dict[str, Any] = {
+            "conditions": conditions,
+            "listeners": self._listener_statuses(gateway, programmed),
+        }
+        if programmed:
+            status["addresses"] = [{"type": "IPAddress", "value": self._addresses[metadata["uid"]]}]
+        self.store.update_status(*GATEWAY, metadata.get("namespace"), metadata["name"], status)
+
+    def _listener_statuses(self, gateway: dict[str, Any], programmed: bool) -> list[dict[str, Any]]:
+        generation = gateway["metadata"].get("generation", 1)
+        previous_by_name = {
+            listener.get("name"): listener.get("conditions")
+            for listener in (gateway.get("status") or {}).get("listeners") or []
+        }
+        routes = self.store.list(*HTTP_ROUTE, gateway["metadata"].get("namespace"))
+        statuses = []
+        for listener in (gateway.get("spec") or {}).get("listeners") or []:
+            name = listener.get("name", "")
+            previous = previous_by_name.get(name)
+            attached = sum(1 for route in routes if route_targets_gateway(route, gateway, name))
+            statuses.append(
+                {
+                    "name": name,
+                    "supportedKinds": [{"group": GATEWAY_GROUP, "kind": "HTTPRoute"}],
+                    "attachedRoutes": attached,
+                    "conditions": [
+                        condition(previous, "Accepted", True, "Accepted", "", generation),
+                        condition(previous, "ResolvedRefs", True, "ResolvedRefs", "", generation),
+                        condition(
+                            previous,
+                            "Programmed",
+                            programmed,
+                            "Programmed" if programmed else "Pending",
+                            "",
+                            generation,
+                        ),
+                    ],
+                }
+            )
+        return statuses

@@ -1,0 +1,350 @@
+"""Scheduler and kubelet, simulated: Pods get scheduled, their containers start, model servers load.
+
+Timeline of a healthy pod (durations from the sandbox profile):
+  created -> (pod_scheduling) -> scheduled, podIP, ContainerCreating -> Running, not Ready
+          -> (model_load for model servers, pod_scheduling for others) -> Ready.
+Failure modes, as on GKE: a missing ComputeClass keeps it Unschedulable; a missing Secret or key
+gives CreateContainerConfigError; an empty Hugging Face token makes vLLM exit (CrashLoopBackOff);
+the "pods_never_ready" behaviour keeps the readiness probe failing.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import string
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sandbox.kube.controllers.base import Controller
+from sandbox.kube.controllers.conditions import condition
+from sandbox.kube.store import now_timestamp
+
+POD = ("v1", "Pod")
+SECRET = ("v1", "Secret")
+COMPUTE_CLASS = ("cloud.google.com/v1", "ComputeClass")
+COMPUTE_CLASS_SELECTOR = "cloud.google.com/compute-class"
+HF_TOKEN_VARIABLES = ("HUGGING_FACE_HUB_TOKEN", "HF_TOKEN")
+# Autopilot's own compute classes need no ComputeClass object.
+BUILTIN_COMPUTE_CLASSES = frozenset(
+    {"autopilot", "autopilot-spot", "Accelerator", "Balanced", "Performance", "Scale-Out"}
+)
+MAX_BACKOFF_FACTOR = 16
+
+
+@dataclass
+class PodProgress:
+    scheduled_at: float | None = None
+    started_at: float | None = None
+    node_name: str = ""
+    pod_ip: str = ""
+    restarts: int = 0
+    next_restart_at: float | None = None
+    last_exit: str = ""
+    seen_at: float = field(default_factory=time.monotonic)
+
+
+class ConfigError(Exception):
+    """A container's environment cannot be built (what kubelet calls CreateContainerConfigError)."""
+
+
+class PodController(Controller):
+    primary = POD
+    watches = (SECRET, COMPUTE_CLASS)
+
+    def __init__(self, cluster) -> None:  # noqa: ANN001
+        super().__init__(cluster)
+        self._progress: dict[str, PodProgress] = {}
+
+    def forget(self, pod: dict[str, Any]) -> None:
+        progress = self._progress.pop(pod["metadata"]["uid"], None)
+        release = getattr(self.cluster.sandbox.addresses, "release", None)
+        if progress is not None and progress.pod_ip and release is not None:
+            release(progress.pod_ip)
+
+    # -- the state machine ---------------------------------------------------------------------
+
+    def reconcile(self, pod: dict[str, Any]) -> None:
+        progress = self._progress.setdefault(pod["metadata"]["uid"], PodProgress())
+        if progress.scheduled_at is None:
+            self._schedule(pod, progress)
+        elif progress.started_at is None:
+            self._start_containers(pod, progress)
+        else:
+            self._run_containers(pod, progress)
+
+    def _schedule(self, pod: dict[str, Any], progress: PodProgress) -> None:
+        # Measured from when the controller first saw the pod: creationTimestamp has 1 s resolution.
+        age = time.monotonic() - progress.seen_at
+        if age < self.profile.pod_scheduling:
+            self.reconcile_later(self.profile.pod_scheduling - age, pod)
+            return
+        blocker = self._unschedulable_because(pod)
+        if blocker:
+            self._write(
+                pod,
+                {
+                    "phase": "Pending",
+                    "conditions": [
+                        condition(self._conditions(pod), "PodScheduled", False, "Unschedulable", blocker)
+                    ],
+                },
+            )
+            return  # a ComputeClass event brings it back
+        progress.scheduled_at = time.monotonic()
+        progress.node_name = f"gk3-{self.cluster.name}-nap-{_suffix(8)}"[:63]
+        progress.pod_ip = self.cluster.sandbox.addresses.allocate()
+        self._start_containers(pod, progress)
+
+    def _start_containers(self, pod: dict[str, Any], progress: PodProgress) -> None:
+        try:
+            environment = self._environments(pod)
+        except ConfigError as error:
+            statuses = [_waiting(c, "CreateContainerConfigError", str(error)) for c in _containers(pod)]
+            self._write_scheduled(
+                pod, progress, "Pending", statuses, ready=False, reason="ContainersNotReady"
+            )
+            return  # a Secret event brings it back
+        progress.started_at = time.monotonic()
+        if self._hf_token_missing(pod, environment):
+            progress.next_restart_at = progress.started_at + self._startup_seconds(pod)
+        self._run_containers(pod, progress)
+
+    def _run_containers(self, pod: dict[str, Any], progress: PodProgress) -> None:
+        now = time.monotonic()
+        if progress.next_restart_at is not None:
+            self._crash_loop(pod, progress, now)
+            return
+        loaded = now - (progress.started_at or now) >= self._startup_seconds(pod)
+        if not loaded:
+            self.reconcile_later(self._startup_seconds(pod) - (now - (progress.started_at or now)), pod)
+        never_ready = loaded and self.behaviour(
+            "pods_never_ready",
+            namespace=pod["metadata"].get("namespace"),
+            name=pod["metadata"]["name"],
+            app=(pod["metadata"].get("labels") or {}).get("app"),
+        )
+        ready = loaded and not never_ready
+        started_at = self._started_timestamp(pod)
+        statuses = [
+            _running(c, started_at, ready=ready, restarts=progress.restarts) for c in _containers(pod)
+        ]
+        reason = "ContainersNotReady"
+        self._write_scheduled(pod, progress, "Running", statuses, ready=ready, reason=reason)
+
+    def _crash_loop(self, pod: dict[str, Any], progress: PodProgress, now: float) -> None:
+        """vLLM exits when the Hub refuses the download; kubelet restarts it with growing back-off."""
+        assert progress.next_restart_at is not None
+        if now < progress.next_restart_at and progress.restarts == 0:
+            started_at = self._started_timestamp(pod)
+            statuses = [_running(c, started_at, ready=False, restarts=0) for c in _containers(pod)]
+            self._write_scheduled(
+                pod, progress, "Running", statuses, ready=False, reason="ContainersNotReady"
+            )
+        else:
+            if now >= progress.next_restart_at:
+                progress.restarts += 1
+                progress.last_exit = now_timestamp()
+                base = max(self._startup_seconds(pod), 0.2)
+                progress.next_restart_at = now + base * min(2 ** (progress.restarts - 1), MAX_BACKOFF_FACTOR)
+            statuses = [_crash_looping(c, progress.restarts, progress.last_exit) for c in _containers(pod)]
+            self._write_scheduled(
+                pod, progress, "Running", statuses, ready=False, reason="ContainersNotReady"
+            )
+        self.reconcile_later(progress.next_restart_at - now, pod)
+
+    # -- checks --------------------------------------------------------------------------------
+
+    def _unschedulable_because(self, pod: dict[str, Any]) -> str:
+        wanted = ((pod.get("spec") or {}).get("nodeSelector") or {}).get(COMPUTE_CLASS_SELECTOR)
+        if not wanted or wanted in BUILTIN_COMPUTE_CLASSES or self.store.get(*COMPUTE_CLASS, None, wanted):
+            return ""
+        return (
+            f"0/0 nodes are available: Pod selects compute class {wanted!r} (nodeSelector "
+            f"{COMPUTE_CLASS_SELECTOR}) but no ComputeClass named {wanted!r} exists in the cluster; "
+            "GKE cannot create nodes for it. preemption: 0/0 nodes are available."
+        )
+
+    def _environments(self, pod: dict[str, Any]) -> dict[str, dict[str, str]]:
+        """Each container's environment, resolving secretKeyRef the way kubelet does."""
+        namespace = pod["metadata"].get("namespace")
+        environments = {}
+        for container in _containers(pod):
+            environment: dict[str, str] = {}
+            for variable in container.get("env") or []:
+                source = (variable.get("valueFrom") or {}).get("secretKeyRef")
+                if source is None:
+                    environment[variable["name"]] = str(variable.get("value", ""))
+                    continue
+                value = self._secret_value(namespace, source)
+                if value is not None:
+                    environment[variable["name"]] = value
+            environments[container["name"]] = environment
+        return environments
+
+    def _secret_value(self, namespace: str | None, source: dict[str, Any]) -> str | None:
+        name, key, optional = source.get("name", ""), source.get("key", ""), source.get("optional", False)
+        secret = self.store.get(*SECRET, namespace, name)
+        if secret is None:
+            if optional:
+                return None
+            raise ConfigError(f'secret "{name}" not found')
+        data = secret.get("data") or {}
+        if key not in data:
+            if optional:
+                return None
+            raise ConfigError(f"couldn't find key {key} in Secret {namespace}/{name}")
+        return base64.b64decode(data[key]).decode(errors="replace")
+
+    @staticmethod
+    def _hf_token_missing(pod: dict[str, Any], environments: dict[str, dict[str, str]]) -> bool:
+        for container in _containers(pod):
+            declared = [v["name"] for v in container.get("env") or [] if v.get("name") in HF_TOKEN_VARIABLES]
+            environment = environments.get(container["name"], {})
+            if declared and not any(environment.get(name, "").strip() for name in declared):
+                return True
+        return False
+
+    def _startup_seconds(self, pod: dict[str, Any]) -> float:
+        """Model servers load weights first; other containers (EPP, BBR) are up almost at once."""
+        return self.profile.model_load if _is_model_server(pod) else self.profile.pod_scheduling
+
+    # -- writing status ------------------------------------------------------------------------
+
+    def _write_scheduled(
+        self,
+        pod: dict[str, Any],
+        progress: PodProgress,
+        phase: str,
+        statuses: list[dict[str, Any]],
+        *,
+        ready: bool,
+        reason: str,
+    ) -> None:
+        previous = self._conditions(pod)
+        not_ready_message = "" if ready else _not_ready_message(statuses)
+        status = {
+            "phase": phase,
+            "conditions": [
+                condition(
+                    previous,
+                    "PodReadyToStartContainers",
+                    phase == "Running",
+                    "" if phase == "Running" else "Pending",
+                ),
+                condition(previous, "Initialized", True, ""),
+                condition(previous, "Ready", ready, "" if ready else reason, not_ready_message),
+                condition(previous, "ContainersReady", ready, "" if ready else reason, not_ready_message),
+                condition(previous, "PodScheduled", True, ""),
+            ],
+            "hostIP": "10.0.0.2",
+            "podIP": progress.pod_ip,
+            "podIPs": [{"ip": progress.pod_ip}],
+            "startTime": self._started_timestamp(pod) or now_timestamp(),
+            "containerStatuses": statuses,
+            "qosClass": "Burstable",
+        }
+        if pod["spec"].get("nodeName") != progress.node_name:
+            updated = dict(pod)
+            updated["spec"] = {**pod["spec"], "nodeName": progress.node_name}
+            updated["metadata"] = {k: v for k, v in pod["metadata"].items() if k != "resourceVersion"}
+            self.store.replace(updated)
+        self._write(pod, status)
+
+    def _write(self, pod: dict[str, Any], status: dict[str, Any]) -> None:
+        metadata = pod["metadata"]
+        self.store.update_status(*POD, metadata.get("namespace"), metadata["name"], status)
+
+    @staticmethod
+    def _conditions(pod: dict[str, Any]) -> list[dict[str, Any]]:
+        return (pod.get("status") or {}).get("conditions") or []
+
+    @staticmethod
+    def _started_timestamp(pod: dict[str, Any]) -> str:
+        return (pod.get("status") or {}).get("startTime") or ""
+
+
+def _containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    return (pod.get("spec") or {}).get("containers") or []
+
+
+def _is_model_server(pod: dict[str, Any]) -> bool:
+    for container in _containers(pod):
+        words = [
+            container.get("image", ""),
+            *(container.get("command") or []),
+            *(container.get("args") or []),
+        ]
+        if any("vllm" in str(w) or str(w).startswith("--model") for w in words):
+            return True
+    return False
+
+
+def _suffix(length: int) -> str:
+    alphabet = string.ascii_lowercase + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def _base_status(container: dict[str, Any], restarts: int) -> dict[str, Any]:
+    return {
+        "name": container["name"],
+        "image": container.get("image", ""),
+        "imageID": "",
+        "restartCount": restarts,
+    }
+
+
+def _waiting(container: dict[str, Any], reason: str, message: str) -> dict[str, Any]:
+    return {
+        **_base_status(container, 0),
+        "ready": False,
+        "started": False,
+        "state": {"waiting": {"reason": reason, "message": message}},
+        "lastState": {},
+    }
+
+
+def _running(container: dict[str, Any], started_at: str, *, ready: bool, restarts: int) -> dict[str, Any]:
+    return {
+        **_base_status(container, restarts),
+        "ready": ready,
+        "started": True,
+        "state": {"running": {"startedAt": started_at or now_timestamp()}},
+        "lastState": {},
+        "containerID": f"containerd://{container['name']}",
+    }
+
+
+HF_TOKEN_FAILURE = (
+    "OSError: You are trying to access a gated repo. 401 Client Error: Unauthorized for url "
+    "https://huggingface.co/api/models (the Hugging Face token is empty or invalid; "
+    "set HUGGING_FACE_HUB_TOKEN from a valid hf-token Secret)"
+)
+
+
+def _crash_looping(container: dict[str, Any], restarts: int, finished_at: str) -> dict[str, Any]:
+    return {
+        **_base_status(container, restarts),
+        "ready": False,
+        "started": False,
+        "state": {
+            "waiting": {
+                "reason": "CrashLoopBackOff",
+                "message": f"back-off restarting failed container {container['name']} in pod",
+            }
+        },
+        "lastState": {
+            "terminated": {
+                "exitCode": 1,
+                "reason": "Error",
+                "message": HF_TOKEN_FAILURE,
+                "finishedAt": finished_at,
+            }
+        },
+    }
+
+
+def _not_ready_message(statuses: list[dict[str, Any]]) -> str:
+    names = [s["name"] for s in statuses if not s.get("ready")]
+    return f"containers with unready status: [{' '.join(names)}]" if names else ""

@@ -1,0 +1,528 @@
+"""The HTTP surface of one cluster's Kubernetes API: routing, auth, verbs, watch streams."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from aiohttp import web
+
+from sandbox.kube import discovery
+from sandbox.kube.admission import apply_defaults, validate
+from sandbox.kube.apply import record_update, server_side_apply
+from sandbox.kube.patches import json_patch, merge_patch, strategic_merge_patch
+from sandbox.kube.resources import ResourceType
+from sandbox.kube.selectors import fields_match, labels_match, parse_field_selector, parse_label_selector
+from sandbox.kube.status import (
+    KubeApiError,
+    bad_request,
+    method_not_allowed,
+    not_found,
+    resource_not_served,
+    success_status,
+    unauthorized,
+    unsupported_media_type,
+)
+
+if TYPE_CHECKING:
+    from sandbox.kube.cluster import KubeCluster
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+UNAUTHENTICATED_PATHS = frozenset({"/healthz", "/readyz", "/livez"})
+MAX_WATCH_SECONDS = 1800
+_CLOSE = ("CLOSE", {})
+
+
+@dataclass(frozen=True)
+class ResourceRequest:
+    resource_type: ResourceType
+    namespace: str | None
+    name: str | None
+    subresource: str | None
+
+    @property
+    def describe(self) -> tuple[str, str]:
+        return self.resource_type.plural, self.resource_type.group
+
+
+def _json(body: Any, status: int = 200, content_type: str = "application/json") -> web.Response:
+    return web.Response(
+        text=json.dumps(body), status=status, content_type=None, headers={"Content-Type": content_type}
+    )
+
+
+@web.middleware
+async def status_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except KubeApiError as error:
+        return _json(error.to_status(), status=error.code)
+
+
+class KubeApiServer:
+    def __init__(self, cluster: KubeCluster) -> None:
+        self.cluster = cluster
+        self._watch_queues: set[asyncio.Queue] = set()
+
+    @property
+    def store(self):  # noqa: ANN201 - the cluster's ObjectStore
+        return self.cluster.store
+
+    @property
+    def registry(self):  # noqa: ANN201 - the cluster's ResourceRegistry
+        return self.cluster.registry
+
+    def build_app(self, middlewares: list[Any]) -> web.Application:
+        app = web.Application(middlewares=[*middlewares, status_errors, self._authenticate])
+        app.router.add_route("*", "/{tail:.*}", self.dispatch)
+        return app
+
+    def close_watches(self) -> None:
+        for queue in list(self._watch_queues):
+            queue.put_nowait(_CLOSE)
+
+    @web.middleware
+    async def _authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.rstrip("/") not in UNAUTHENTICATED_PATHS:
+            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+            if (
+                scheme.lower() != "bearer"
+                or not token
+                or not self.cluster.sandbox.tokens.is_valid(token.strip())
+            ):
+                raise unauthorized()
+        return await handler(request)
+
+    # -- routing -------------------------------------------------------------------------------
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = "/" + request.path.strip("/")
+        if path in UNAUTHENTICATED_PATHS:
+            return web.Response(text="ok")
+        if path == "/version":
+            return _json(discovery.version_info(self.cluster.version))
+        if path.startswith("/openapi/"):
+            return self._openapi(path)
+        parts = path.strip("/").split("/")
+        if parts[0] == "api" and len(parts) >= 2:
+            return await self._resource_or_discovery(request, "", parts[1], parts[2:])
+        if parts[0] == "apis" and len(parts) >= 3:
+            return await self._resource_or_discovery(request, parts[1], parts[2], parts[3:])
+        return self._discovery_root(request, parts)
+
+    def _discovery_root(self, request: web.Request, parts: list[str]) -> web.Response:
+        accept = request.headers.get("Accept", "")
+        if parts == ["api"]:
+            if discovery.wants_aggregated(accept):
+                return _json(
+                    discovery.aggregated(self.registry, core=True),
+                    content_type=discovery.AGGREGATED_CONTENT_TYPE,
+                )
+            return _json(discovery.core_versions(self.cluster.endpoint))
+        if parts == ["apis"]:
+            if discovery.wants_aggregated(accept):
+                return _json(
+                    discovery.aggregated(self.registry, core=False),
+                    content_type=discovery.AGGREGATED_CONTENT_TYPE,
+                )
+            return _json(discovery.api_group_list(self.registry))
+        if len(parts) == 2 and parts[0] == "apis" and (group := discovery.api_group(self.registry, parts[1])):
+            return _json(group)
+        raise resource_not_served(request.path)
+
+    def _openapi(self, path: str) -> web.Response:
+        if path == "/openapi/v3":
+            return _json(discovery.openapi_index(self.registry))
+        key = path.removeprefix("/openapi/v3/").split("/")
+        if key[0] == "api" and len(key) == 2:
+            document = discovery.openapi_document(self.registry, "", key[1])
+        elif key[0] == "apis" and len(key) == 3:
+            document = discovery.openapi_document(self.registry, key[1], key[2])
+        else:
+            document = None
+        if document is None:
+            raise resource_not_served(path)
+        return _json(document)
+
+    async def _resource_or_discovery(
+        self, request: web.Request, group: str, version: str, rest: list[str]
+    ) -> web.StreamResponse:
+        if not rest:
+            listing = discovery.resource_list(self.registry, group, version)
+            if listing is None:
+                raise resource_not_served(request.path)
+            return _json(listing)
+        target = self._parse_resource_path(request.path, group, version, rest)
+        return await self._serve(request, target)
+
+    def _parse_resource_path(self, path: str, group: str, version: str, rest: list[str]) -> ResourceRequest:
+        if rest[0] == "namespaces" and len(rest) >= 3:
+            namespaced_type = self.registry.by_plural(group, version, rest[2])
+            if namespaced_type is not None and namespaced_type.namespaced and len(rest) <= 5:
+                return ResourceRequest(namespaced_type, rest[1], _at(rest, 3), _at(rest, 4))
+        resource_type = self.registry.by_plural(group, version, rest[0])
+        if resource_type is None or len(rest) > 3:
+            raise resource_not_served(path)
+        return ResourceRequest(resource_type, None, _at(rest, 1), _at(rest, 2))
+
+    async def _serve(self, request: web.Request, target: ResourceRequest) -> web.StreamResponse:
+        if target.subresource not in (None, "status") or (
+            target.subresource == "status" and not target.resource_type.has_status
+        ):
+            raise resource_not_served(request.path)
+        if target.name is None:
+            if target.resource_type.namespaced is False and target.namespace is not None:
+                raise resource_not_served(request.path)
+            handlers = {"GET": self._list_or_watch, "POST": self._create, "DELETE": self._delete_collection}
+        else:
+            if target.resource_type.namespaced and target.namespace is None:
+                raise resource_not_served(request.path)
+            handlers = {"GET": self._get, "PUT": self._replace, "PATCH": self._patch, "DELETE": self._delete}
+        handler = handlers.get(request.method)
+        if handler is None:
+            await request.read()
+            raise method_not_allowed(
+                f"the server does not allow this method on the requested resource: {request.method}"
+            )
+        return await handler(request, target)
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    async def _get(self, request: web.Request, target: ResourceRequest) -> web.Response:
+        return _json(self._existing(target))
+
+    def _existing(self, target: ResourceRequest) -> dict[str, Any]:
+        resource_type = target.resource_type
+        obj = self.store.get(resource_type.api_version, resource_type.kind, target.namespace, target.name)
+        if obj is None:
+            raise not_found(resource_type.plural, target.name or "", resource_type.group)
+        return obj
+
+    async def _list_or_watch(self, request: web.Request, target: ResourceRequest) -> web.StreamResponse:
+        labels = parse_label_selector(request.query.get("labelSelector"))
+        fields = parse_field_selector(request.query.get("fieldSelector"))
+        if request.query.get("watch") in ("true", "1"):
+            return await self._watch(request, target, labels, fields)
+        resource_type = target.resource_type
+        items = self.store.select(
+            resource_type.api_version, resource_type.kind, target.namespace, labels, fields
+        )
+        return _json(
+            {
+                "kind": resource_type.list_kind,
+                "apiVersion": resource_type.api_version,
+                "metadata": {"resourceVersion": self.store.resource_version},
+                "items": items,
+            }
+        )
+
+    async def _watch(
+        self, request: web.Request, target: ResourceRequest, labels, fields
+    ) -> web.StreamResponse:
+        resource_type = target.resource_type
+        timeout = _bounded_timeout(request.query.get("timeoutSeconds"))
+        since = request.query.get("resourceVersion", "")
+
+        def relevant(obj: dict[str, Any]) -> bool:
+            return (
+                obj.get("apiVersion") == resource_type.api_version
+                and obj.get("kind") == resource_type.kind
+                and (target.namespace is None or obj["metadata"].get("namespace") == target.namespace)
+                and labels_match(labels, obj)
+                and fields_match(fields, obj)
+            )
+
+        queue = self.store.subscribe()
+        self._watch_queues.add(queue)
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        try:
+            try:
+                if since in ("", "0"):
+                    backlog = [
+                        ("ADDED", obj)
+                        for obj in self.store.select(
+                            resource_type.api_version, resource_type.kind, target.namespace, labels, fields
+                        )
+                    ]
+                else:
+                    backlog = [(t, o) for t, o in self.store.events_since(_revision(since)) if relevant(o)]
+            except KubeApiError as expired:
+                await response.prepare(request)
+                await _write_event(response, "ERROR", expired.to_status())
+                return response
+            await response.prepare(request)
+            await self._stream(response, queue, backlog, relevant, timeout)
+        finally:
+            self._watch_queues.discard(queue)
+            self.store.unsubscribe(queue)
+        return response
+
+    async def _stream(self, response, queue, backlog, relevant, timeout: float) -> None:
+        sent_through = 0
+        for event_type, obj in backlog:
+            await _write_event(response, event_type, obj)
+            sent_through = max(sent_through, int(obj["metadata"].get("resourceVersion", 0)))
+        with contextlib.suppress(TimeoutError, ConnectionResetError):
+            async with asyncio.timeout(timeout):
+                while True:
+                    event_type, obj = await queue.get()
+                    if (event_type, obj) == _CLOSE:
+                        return
+                    revision = int(obj["metadata"].get("resourceVersion", 0))
+                    if revision <= sent_through or not relevant(obj):
+                        continue
+                    await _write_event(response, event_type, obj)
+                    sent_through = revision
+
+    # -- writes --------------------------------------------------------------------------------
+
+    async def _create(self, request: web.Request, target: ResourceRequest) -> web.Response:
+        body = await _read_json(request)
+        obj = self._conform(body, target, name_from_path=False)
+        self._require_namespace(target)
+        resource_type = target.resource_type
+        if not obj["metadata"].get("name") and obj["metadata"].get("generateName"):
+            obj["metadata"]["name"] = obj["metadata"]["generateName"] + "x"  # placeholder for validation
+            validate(resource_type, obj)
+            del obj["metadata"]["name"]
+        else:
+            validate(resource_type, obj)
+        apply_defaults(resource_type, obj, None, self.cluster.service_addresses)
+        record_update(None, obj, request.query.get("fieldManager") or _user_agent_manager(request))
+        if _dry_run(request):
+            return _json(obj, status=201)
+        return _json(self.store.create(obj), status=201)
+
+    async def _replace(self, request: web.Request, target: ResourceRequest) -> web.Response:
+        body = await _read_json(request)
+        incoming = self._conform(body, target, name_from_path=True)
+        existing = self._existing(target)
+        return self._write(request, target, existing, incoming)
+
+    async def _patch(self, request: web.Request, target: ResourceRequest) -> web.Response:
+        raw = await request.text()
+        content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+        resource_type = target.resource_type
+        existing = self.store.get(
+            resource_type.api_version, resource_type.kind, target.namespace, target.name
+        )
+        if content_type == "application/apply-patch+yaml":
+            return self._apply(request, target, existing, _parse_yaml(raw))
+        if existing is None:
+            raise not_found(resource_type.plural, target.name or "", resource_type.group)
+        body = _parse_json(raw)
+        if content_type == "application/json-patch+json":
+            patched = json_patch(existing, body)
+        elif content_type == "application/merge-patch+json":
+            patched = merge_patch(existing, _require_object(body))
+        elif content_type == "application/strategic-merge-patch+json":
+            if resource_type.from_crd is not None:
+                raise unsupported_media_type(
+                    f"{content_type}: strategic merge patch is not supported for custom resources"
+                )
+            patched = strategic_merge_patch(existing, _require_object(body))
+        else:
+            raise unsupported_media_type(content_type or "(no Content-Type)")
+        patched.setdefault("metadata", {})["resourceVersion"] = (
+            (body.get("metadata") or {}).get("resourceVersion") if isinstance(body, dict) else None
+        ) or existing["metadata"]["resourceVersion"]
+        incoming = self._conform(patched, target, name_from_path=True)
+        return self._write(request, target, existing, incoming)
+
+    def _apply(
+        self, request: web.Request, target: ResourceRequest, existing: dict[str, Any] | None, body: Any
+    ) -> web.Response:
+        manager = request.query.get("fieldManager")
+        if not manager:
+            raise bad_request("PATCH, application/apply-patch+yaml requires the fieldManager query parameter")
+        applied = self._conform(_require_object(body), target, name_from_path=True)
+        force = request.query.get("force") in ("true", "1")
+        resource_type = target.resource_type
+        if target.subresource == "status" and existing is None:
+            raise not_found(resource_type.plural, target.name or "", resource_type.group)
+        if existing is None:
+            self._require_namespace(target)
+            describe = (resource_type.plural, target.name or "", resource_type.group)
+            created = server_side_apply(None, applied, manager, force, describe)
+            validate(resource_type, created)
+            apply_defaults(resource_type, created, None, self.cluster.service_addresses)
+            if _dry_run(request):
+                return _json(created, status=201)
+            return _json(self.store.create(created), status=201)
+        describe = (resource_type.plural, target.name or "", resource_type.group)
+        merged = server_side_apply(existing, applied, manager, force, describe)
+        return self._store_update(request, target, existing, merged, track_manager=False)
+
+    def _write(
+        self,
+        request: web.Request,
+        target: ResourceRequest,
+        existing: dict[str, Any],
+        incoming: dict[str, Any],
+    ) -> web.Response:
+        return self._store_update(request, target, existing, incoming, track_manager=True)
+
+    def _store_update(
+        self,
+        request: web.Request,
+        target: ResourceRequest,
+        existing: dict[str, Any],
+        incoming: dict[str, Any],
+        *,
+        track_manager: bool,
+    ) -> web.Response:
+        resource_type = target.resource_type
+        if target.subresource == "status":
+            updated = copy.deepcopy(existing)
+            updated["status"] = incoming.get("status", {})
+            updated["metadata"]["resourceVersion"] = incoming["metadata"].get("resourceVersion")
+        else:
+            updated = incoming
+            if resource_type.has_status:
+                updated["status"] = existing.get("status", {})
+            validate(resource_type, updated)
+            apply_defaults(resource_type, updated, existing, self.cluster.service_addresses)
+        if track_manager:
+            record_update(
+                existing, updated, request.query.get("fieldManager") or _user_agent_manager(request)
+            )
+        if _dry_run(request):
+            return _json(updated)
+        return _json(self.store.replace(updated))
+
+    async def _delete(self, request: web.Request, target: ResourceRequest) -> web.Response:
+        await request.read()  # clients send DeleteOptions; an unread body corrupts keep-alive connections
+        existing = self._existing(target)
+        resource_type = target.resource_type
+        if _dry_run(request):
+            return _json(existing)
+        deleted = self.store.delete(
+            resource_type.api_version, resource_type.kind, target.namespace, target.name
+        )
+        return _json(
+            success_status(
+                resource_type.plural, target.name or "", resource_type.group, deleted["metadata"]["uid"]
+            )
+        )
+
+    async def _delete_collection(self, request: web.Request, target: ResourceRequest) -> web.Response:
+        await request.read()
+        resource_type = target.resource_type
+        labels = parse_label_selector(request.query.get("labelSelector"))
+        fields = parse_field_selector(request.query.get("fieldSelector"))
+        doomed = self.store.select(
+            resource_type.api_version, resource_type.kind, target.namespace, labels, fields
+        )
+        for obj in doomed:
+            with contextlib.suppress(KubeApiError):  # already gone through an earlier cascade
+                self.store.delete(
+                    resource_type.api_version,
+                    resource_type.kind,
+                    obj["metadata"].get("namespace"),
+                    obj["metadata"]["name"],
+                )
+        return _json(
+            {
+                "kind": resource_type.list_kind,
+                "apiVersion": resource_type.api_version,
+                "metadata": {"resourceVersion": self.store.resource_version},
+                "items": doomed,
+            }
+        )
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _conform(self, body: Any, target: ResourceRequest, *, name_from_path: bool) -> dict[str, Any]:
+        """Check a request body names the object the URL names, and fill what the URL implies."""
+        obj = copy.deepcopy(_require_object(body))
+        resource_type = target.resource_type
+        if (
+            obj.setdefault("apiVersion", resource_type.api_version) != resource_type.api_version
+            or obj.setdefault("kind", resource_type.kind) != resource_type.kind
+        ):
+            raise bad_request(
+                f"the API version in the data ({obj['apiVersion']}) and kind ({obj['kind']}) do not match the "
+                f"resource {resource_type.api_version}, {resource_type.kind} the request was sent to"
+            )
+        metadata = obj.setdefault("metadata", {})
+        if not isinstance(metadata, dict):
+            raise bad_request("metadata must be an object")
+        if resource_type.namespaced:
+            sent = metadata.setdefault("namespace", target.namespace)
+            if sent != target.namespace:
+                raise bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
+        else:
+            metadata.pop("namespace", None)
+        if name_from_path:
+            if metadata.setdefault("name", target.name) != target.name:
+                raise bad_request("the name of the object does not match the name on the URL")
+        return obj
+
+    def _require_namespace(self, target: ResourceRequest) -> None:
+        if target.namespace is not None and self.store.get("v1", "Namespace", None, target.namespace) is None:
+            raise not_found("namespaces", target.namespace)
+
+
+def _at(parts: list[str], index: int) -> str | None:
+    return parts[index] if len(parts) > index and parts[index] else None
+
+
+def _revision(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise bad_request(f"invalid resourceVersion {text!r}") from None
+
+
+def _bounded_timeout(text: str | None) -> float:
+    if not text:
+        return MAX_WATCH_SECONDS
+    try:
+        return max(0.0, min(float(text), MAX_WATCH_SECONDS))
+    except ValueError:
+        raise bad_request(f"invalid timeoutSeconds {text!r}") from None
+
+
+def _dry_run(request: web.Request) -> bool:
+    return "dryRun" in request.query
+
+
+def _user_agent_manager(request: web.Request) -> str:
+    return request.headers.get("User-Agent", "unknown").split("/")[0] or "unknown"
+
+
+async def _read_json(request: web.Request) -> Any:
+    return _parse_json(await request.text())
+
+
+def _parse_json(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise bad_request(f"the request body is not valid JSON: {error}") from None
+
+
+def _parse_yaml(raw: str) -> Any:
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as error:
+        raise bad_request(f"the request body is not valid YAML: {error}") from None
+
+
+def _require_object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise bad_request("the request body must be a JSON object")
+    return body
+
+
+async def _write_event(response: web.StreamResponse, event_type: str, obj: dict[str, Any]) -> None:
+    await response.write((json.dumps({"type": event_type, "object": obj}) + "\n").encode())

@@ -168,6 +168,23 @@ class GKEClusterHook(EndpointAwareGoogleHook):
         raise_for_operation_error(done)
         return done
 
+    def wait_until_deleted(
+        self,
+        name: str,
+        project_id: str | None = None,
+        *,
+        timeout: float = DEFAULT_OPERATION_TIMEOUT,
+        poll_interval: float = 5.0,
+    ) -> None:
+        """Poll until the cluster no longer exists."""
+        poll_until(
+            lambda: self.find_cluster(name, project_id),
+            lambda cluster: cluster is None,
+            description=f"Deleting cluster {name}",
+            timeout=timeout,
+            poll_interval=poll_interval,
+        )
+
     def ensure_autopilot_cluster(self, spec: AutopilotClusterSpec, project_id: str | None = None) -> dict:
         """Create the cluster unless it exists; an existing one must match the spec.
 
@@ -231,3 +248,25 @@ def raise_for_operation_error(operation: container_v1.Operation) -> None:
         message or f"error code {error.code}",
         http_status=http_status,
     )
+
+
+def cluster_summary(cluster: container_v1.Cluster, *, location: str, project_id: str) -> dict:
+    """The small JSON-able view of a cluster that sensors hand on through XCom."""
+    return {
+        "name": cluster.name,
+        "location": location,
+        "project_id": project_id,
+        "status": status_name(cluster),
+        "current_master_version": cluster.current_master_version,
+        "endpoint": cluster.endpoint,
+        "self_link": cluster.self_link,
+    }
+
+
+def cluster_failure(cluster: container_v1.Cluster) -> str | None:
+    """Why a cluster will never become RUNNING by waiting, or ``None`` if it still may."""
+    if cluster.status not in FAILED_CLUSTER_STATES:
+        return None
+    details = [cluster.status_message] + [c.message for c in cluster.conditions if c.message]
+    reason = "; ".join(d for d in dict.fromkeys(details) if d) or "no message from GKE"
+    return f"cluster {cluster.name!r} is {status_name(cluster)}: {reason}"

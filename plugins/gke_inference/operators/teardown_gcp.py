@@ -1,0 +1,139 @@
+"""Teardown of the GCP side: the cluster, the subnetworks and the VPC, only if the DAG made them.
+
+Ownership: clusters carry the ``managed-by`` resource label; networks and subnetworks, which have
+no labels, carry the DAG's description. Anything else is left alone and reported as "not owned".
+A resource already gone counts as success. Order them cluster -> subnetworks -> network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from gke_inference.hooks.compute_network import ComputeNetworkHook
+from gke_inference.hooks.gke import ClusterStatus, GKEClusterHook
+from gke_inference.operators._gcp_base import GcpOperator, as_seconds
+from gke_inference.ownership import is_owned_gcp_labels, is_owned_network_description
+
+DELETED, ABSENT, NOT_OWNED = "deleted", "absent", "not owned"
+
+
+def _outcome(name: str, reason: str) -> dict:
+    return {"name": name, "deleted": reason == DELETED, "reason": reason}
+
+
+class DeleteClusterOperator(GcpOperator):
+    """Delete the cluster if it carries the DAG's label, and wait until it is gone.
+
+    XCom: ``{"name", "deleted": bool, "reason": "deleted" | "absent" | "not owned"}``.
+    """
+
+    tutorial_step = "2.1"
+    action = "Deleting the cluster"
+    template_fields: Sequence[str] = (
+        *GcpOperator.template_fields,
+        "cluster_name",
+        "location",
+        "delete_timeout",
+    )
+
+    def __init__(
+        self, *, cluster_name: str, location: str, delete_timeout: float | str = 1800, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.cluster_name = cluster_name
+        self.location = location
+        self.delete_timeout = delete_timeout
+
+    def execute(self, context: Any) -> dict:
+        with self.failing_fast_on_terminal_errors():
+            timeout = as_seconds(self.delete_timeout, "delete_timeout")
+            hook = GKEClusterHook(
+                location=self.location,
+                gcp_conn_id=self.gcp_conn_id,
+                impersonation_chain=self.impersonation_chain,
+            )
+            project = hook.resolve_project_id(self.project_id)
+            reason = self._delete(hook, project, timeout)
+        self.log.info("Cluster %s: %s", self.cluster_name, reason)
+        return _outcome(self.cluster_name, reason)
+
+    def _delete(self, hook: GKEClusterHook, project: str, timeout: float) -> str:
+        cluster = hook.find_cluster(self.cluster_name, project)
+        if cluster is None:
+            return ABSENT
+        if not is_owned_gcp_labels(dict(cluster.resource_labels)):
+            self.log.warning("Cluster %s lacks the DAG's ownership label; leaving it", self.cluster_name)
+            return NOT_OWNED
+        if cluster.status != ClusterStatus.STOPPING:
+            operation = hook.delete_cluster(self.cluster_name, project)
+            if operation is None:
+                return ABSENT
+            hook.wait_for_operation(operation, project, timeout=timeout)
+        hook.wait_until_deleted(self.cluster_name, project, timeout=timeout)
+        return DELETED
+
+
+class DeleteSubnetworkOperator(GcpOperator):
+    """Delete a subnetwork (node or proxy-only) if the DAG created it, and wait.
+
+    XCom: ``{"name", "deleted": bool, "reason": "deleted" | "absent" | "not owned"}``.
+    """
+
+    tutorial_step = "1.3"
+    action = "Deleting the subnetwork"
+    template_fields: Sequence[str] = (*GcpOperator.template_fields, "subnetwork_name", "region")
+
+    def __init__(self, *, subnetwork_name: str, region: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.subnetwork_name = subnetwork_name
+        self.region = region
+
+    def execute(self, context: Any) -> dict:
+        with self.failing_fast_on_terminal_errors():
+            hook = ComputeNetworkHook(
+                gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain
+            )
+            project = hook.resolve_project_id(self.project_id)
+            subnetwork = hook.find_subnetwork(self.subnetwork_name, self.region, project)
+            if subnetwork is None:
+                reason = ABSENT
+            elif not is_owned_network_description(subnetwork.description):
+                reason = NOT_OWNED
+            else:
+                reason = (
+                    DELETED if hook.delete_subnetwork(self.subnetwork_name, self.region, project) else ABSENT
+                )
+        self.log.info("Subnetwork %s: %s", self.subnetwork_name, reason)
+        return _outcome(self.subnetwork_name, reason)
+
+
+class DeleteNetworkOperator(GcpOperator):
+    """Delete the VPC if the DAG created it (its subnetworks must be gone first), and wait.
+
+    XCom: ``{"name", "deleted": bool, "reason": "deleted" | "absent" | "not owned"}``.
+    """
+
+    tutorial_step = "1.3"
+    action = "Deleting the VPC"
+    template_fields: Sequence[str] = (*GcpOperator.template_fields, "network_name")
+
+    def __init__(self, *, network_name: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.network_name = network_name
+
+    def execute(self, context: Any) -> dict:
+        with self.failing_fast_on_terminal_errors():
+            hook = ComputeNetworkHook(
+                gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain
+            )
+            project = hook.resolve_project_id(self.project_id)
+            network = hook.find_network(self.network_name, project)
+            if network is None:
+                reason = ABSENT
+            elif not is_owned_network_description(network.description):
+                reason = NOT_OWNED
+            else:
+                reason = DELETED if hook.delete_network(self.network_name, project) else ABSENT
+        self.log.info("Network %s: %s", self.network_name, reason)
+        return _outcome(self.network_name, reason)

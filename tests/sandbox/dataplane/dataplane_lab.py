@@ -272,9 +272,9 @@ class LabCluster:
             }
         )
 
-    async def tutorial_setup(self, replicas: int = 1) -> str:
+    async def tutorial_setup(self, replicas: int = 1, args: list[str] | None = None) -> str:
         """Sections 3.2-4.1: model pods Ready, InferencePool, catch-all route, programmed Gateway."""
-        await self.add_model_pods(replicas)
+        await self.add_model_pods(replicas, args)
         self.add_pool()
         self.put_catch_all_route()
         return await self.add_gateway()

@@ -1,0 +1,109 @@
+"""A bounded closed-loop load test against a gateway, and the EPP-versus-round-robin comparison that
+`make bench` and the tests run: how much traffic a slowed replica still receives under each picker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from sandbox.dataplane.picker import EPP, ROUND_ROBIN
+
+DEFAULT_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
+
+
+@dataclass
+class LoadResult:
+    requests: int
+    elapsed: float
+    by_pod: Counter = field(default_factory=Counter)
+    statuses: Counter = field(default_factory=Counter)
+    latencies: list[float] = field(default_factory=list)
+
+    def share(self, pod: str) -> float:
+        served = sum(self.by_pod.values())
+        return self.by_pod[pod] / served if served else 0.0
+
+    def percentile(self, fraction: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
+
+
+async def run_load(
+    base_url: str,
+    requests: int = 200,
+    concurrency: int = 8,
+    model: str = DEFAULT_MODEL,
+    max_tokens: int = 16,
+    timeout: float = 60.0,
+) -> LoadResult:
+    """Send `requests` chat completions with `concurrency` workers; count which pod served each."""
+    if requests < 1 or concurrency < 1:
+        raise ValueError("requests and concurrency must be positive")
+    result = LoadResult(requests=requests, elapsed=0.0)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for index in range(requests):
+        queue.put_nowait(index)
+    url = f"{base_url.rstrip('/')}/v1/chat/completions"
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    client_timeout = aiohttp.ClientTimeout(total=timeout)
+    async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:
+
+        async def worker() -> None:
+            while not queue.empty():
+                index = queue.get_nowait()
+                body = {
+                    "model": model,
+                    "max_tokens": max_tokens,
+                    "messages": [{"role": "user", "content": f"Load test request {index}: say something."}],
+                }
+                started = time.monotonic()
+                async with session.post(url, json=body) as response:
+                    await response.read()
+                    result.statuses[response.status] += 1
+                    if response.status == 200:
+                        result.by_pod[response.headers.get("x-inference-pod", "?")] += 1
+                        result.latencies.append(time.monotonic() - started)
+
+        started = time.monotonic()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        result.elapsed = time.monotonic() - started
+    return result
+
+
+@dataclass(frozen=True)
+class PickerComparison:
+    slow_pod: str
+    round_robin: LoadResult
+    epp: LoadResult
+
+    @property
+    def slow_share_ratio(self) -> float:
+        """The slow replica's share of traffic under the EPP, relative to its share under round-robin."""
+        baseline = self.round_robin.share(self.slow_pod)
+        return self.epp.share(self.slow_pod) / baseline if baseline else float("inf")
+
+
+async def compare_pickers(
+    dataplane,
+    gateway_name: str,
+    base_url: str,
+    slow_pod: str,
+    slowdown: float = 5.0,
+    requests: int = 200,
+    concurrency: int = 8,
+) -> PickerComparison:
+    """Slow one replica down, then load the gateway once per picker mode (the EPP last)."""
+    dataplane.set_pod_slowdown(slow_pod, slowdown)
+    try:
+        dataplane.set_picker(gateway_name, ROUND_ROBIN)
+        round_robin = await run_load(base_url, requests, concurrency)
+        dataplane.set_picker(gateway_name, EPP)
+        epp = await run_load(base_url, requests, concurrency)
+    finally:
+        dataplane.set_pod_slowdown(slow_pod, 1.0)
+        dataplane.set_picker(gateway_name, EPP)
+    return PickerComparison(slow_pod=slow_pod, round_robin=round_robin, epp=epp)

@@ -64,6 +64,8 @@ def _fail(message: str) -> None:
 
 
 def _json(value: Any) -> str:
+    if isinstance(value, jinja2.Undefined):
+        str(value)  # StrictUndefined raises UndefinedError naming the missing value
     return json.dumps(value, ensure_ascii=False)
 
 

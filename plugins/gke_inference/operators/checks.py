@@ -17,6 +17,7 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 REPLY_PREVIEW_CHARS = 300
+_EXPECTATIONS = {"accepted": 200, "rejected": 404}
 MAX_REPLY_CHARS = 2000
 
 
@@ -117,9 +118,9 @@ class _GatewayCheck(BaseOperator):
         *,
         gateway_address: str,
         model: str,
-        prompt: str,
+        prompt: str = "{{ params.prompt }}",
         port: int | str = 80,
-        max_tokens: int | str = 100,
+        max_tokens: int | str = "{{ params.max_tokens }}",
         request_timeout: float = 120.0,
         **kwargs: Any,
     ) -> None:
@@ -163,13 +164,20 @@ class ModelRoutingCheckOperator(_GatewayCheck):
 
     A 404 whose body is vLLM's error means the request still reached a model server, i.e. the
     model-only route is not in effect; a 200 for another model means it was accepted. Both fail.
-    :param expect_status: 200 (the served model) or 404 (a model that must be refused).
+    :param expect_status: 200 (the served model) or 404 (a model that must be refused); or
+    :param expect: "accepted" (= 200) or "rejected" (= 404).
     XCom: ``{"status": ..., "reply": ..., "pod": ...}``.
     """
 
-    def __init__(self, *, expect_status: int, **kwargs: Any) -> None:
+    def __init__(self, *, expect_status: int | None = None, expect: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if int(expect_status) not in (200, 404):
+        if expect is not None:
+            if expect not in _EXPECTATIONS or expect_status not in (None, _EXPECTATIONS[expect]):
+                raise ValueError(
+                    f"expect must be 'accepted' or 'rejected' (and agree with expect_status), not {expect!r}"
+                )
+            expect_status = _EXPECTATIONS[expect]
+        if expect_status is None or int(expect_status) not in (200, 404):
             raise ValueError(f"expect_status must be 200 or 404, not {expect_status!r}")
         self.expect_status = int(expect_status)
 

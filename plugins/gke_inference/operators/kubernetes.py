@@ -31,13 +31,23 @@ from gke_inference.ownership import K8S_LABELS
 # The tutorial's two CRD branches (2.2): GKE >= 1.34.0-gke.1626000 serves the v1 InferencePool CRD
 # itself, so only InferenceObjective is ours; older clusters get the whole v1.0.0 manifests.yaml set.
 CRD_SETS: Mapping[str, tuple[str, ...]] = {
-    "objective-only": ("crds/inference-objective-v1alpha2.yaml",),
+    "objective_only": ("crds/inference-objective-v1alpha2.yaml",),
     "full": ("crds",),
 }
 GKE_SERVED_CRDS: Mapping[str, tuple[str, ...]] = {
-    "objective-only": ("inferencepools.inference.networking.k8s.io",),
+    "objective_only": ("inferencepools.inference.networking.k8s.io",),
     "full": (),
 }
+# What teardown removes by default: every workload manifest the DAG applies (not the CRDs, which
+# other workloads on the cluster may use).
+WORKLOAD_MANIFESTS = (
+    "model-inference-class.yaml",
+    "vllm-llama3-1-8b-instruct.yaml",
+    "inferencepool",
+    "gateway.yaml",
+    "body-based-router",
+    "body-routing.yaml",
+)
 # Kubernetes answers that no retry will change: the object or the request is wrong.
 TERMINAL_KUBE_STATUSES = frozenset({400, 403, 422})
 
@@ -47,6 +57,11 @@ _UNSET = frozenset({"", "None", "null"})
 def optional_param(value: str | None) -> str | None:
     """A templated optional value: "{{ params.x }}" renders null as "None"."""
     return None if value is None or str(value).strip() in _UNSET else str(value).strip()
+
+
+def namespace_for(namespace: str | None, context: Context) -> str:
+    """An explicit namespace, else the run's params.namespace, else "default"."""
+    return optional_param(namespace) or optional_param(context["params"].get("namespace")) or "default"
 
 
 def params_of(context: Context) -> dict[str, Any]:
@@ -146,11 +161,12 @@ class ApplyManifestsOperator(ClusterOperatorMixin, BaseOperator):
 class InstallCrdsOperator(ApplyManifestsOperator):
     """Install one of the tutorial's CRD sets (2.2) and wait until the API server serves them.
 
-    :param crd_set: "objective-only" (GKE >= 1.34.0-gke.1626000) or "full" (older clusters).
+    :param crd_set: "objective_only" (GKE >= 1.34.0-gke.1626000) or "full" (older clusters).
     :param established_timeout: seconds to wait for the CRDs to become Established.
     """
 
     def __init__(self, *, crd_set: str, established_timeout: float = 120.0, **kwargs: Any) -> None:
+        crd_set = crd_set.replace("-", "_")
         if crd_set not in CRD_SETS:
             raise ValueError(f"crd_set must be one of {sorted(CRD_SETS)}, not {crd_set!r}")
         kwargs.setdefault("step", f"tutorial 2.2, {crd_set} CRD set")
@@ -185,7 +201,7 @@ class ChooseCrdSetOperator(ClusterOperatorMixin, BaseBranchOperator):
     """Pick the CRD branch (tutorial 2.2) from the cluster's GKE version.
 
     :param cluster_version: the cluster's currentMasterVersion (e.g. from the cluster sensor's XCom);
-        when empty, it is read from the Container API.
+        when empty, it is read from the Container API (then cluster_name and location are needed).
     :param objective_only_task_id: the task that installs only the InferenceObjective CRD.
     :param full_set_task_id: the task that installs the full v1.0.0 set.
     """
@@ -197,9 +213,9 @@ class ChooseCrdSetOperator(ClusterOperatorMixin, BaseBranchOperator):
         *,
         objective_only_task_id: str,
         full_set_task_id: str,
-        cluster_name: str,
-        location: str,
         cluster_version: str | None = None,
+        cluster_name: str | None = None,
+        location: str | None = None,
         project_id: str | None = None,
         gcp_conn_id: str = "google_cloud_default",
         **kwargs: Any,
@@ -211,6 +227,10 @@ class ChooseCrdSetOperator(ClusterOperatorMixin, BaseBranchOperator):
         self.full_set_task_id = full_set_task_id
 
     def _read_cluster_version(self) -> str:
+        if not (self.cluster_name and self.location):
+            raise AirflowFailException(
+                "No cluster version given and no cluster_name/location to read it from"
+            )
         hook = GKEClusterHook(location=self.location, gcp_conn_id=self.gcp_conn_id)
         return hook.get_cluster(self.cluster_name, optional_param(self.project_id)).current_master_version
 
@@ -250,7 +270,7 @@ class HuggingFaceSecretOperator(ClusterOperatorMixin, BaseOperator):
         *,
         cluster_name: str,
         location: str,
-        namespace: str = "default",
+        namespace: str | None = None,
         hf_conn_id: str = "huggingface_default",
         project_id: str | None = None,
         gcp_conn_id: str = "google_cloud_default",
@@ -311,7 +331,8 @@ class DeleteManifestsOperator(ClusterOperatorMixin, BaseOperator):
     """Teardown: delete what the given manifests describe, in reverse order, and only objects that
     carry the DAG's ownership label. Missing objects, or a missing cluster, count as done.
 
-    :param manifest: template files or directories under include/manifests/ (apply order).
+    :param manifest: template files or directories under include/manifests/, in apply order
+        (default: every workload manifest; the CRDs stay).
     :param delete_hf_secret: also delete the ``hf-token`` Secret.
     XCom: ``{"deleted": [...], "absent": [...], "not-owned": [...]}``.
     """
@@ -321,10 +342,10 @@ class DeleteManifestsOperator(ClusterOperatorMixin, BaseOperator):
     def __init__(
         self,
         *,
-        manifest: str | Sequence[str],
         cluster_name: str,
         location: str,
-        namespace: str = "default",
+        manifest: str | Sequence[str] = WORKLOAD_MANIFESTS,
+        namespace: str | None = None,
         delete_hf_secret: bool = True,
         project_id: str | None = None,
         gcp_conn_id: str = "google_cloud_default",
@@ -340,8 +361,9 @@ class DeleteManifestsOperator(ClusterOperatorMixin, BaseOperator):
         params = params_of(context)
         objects = [obj for path in self.manifests for obj in manifests.render(path, params)]
         if self.delete_hf_secret:
-            objects.insert(0, _secret_ref(self.namespace))
-        return list(reversed(objects))
+            objects.insert(0, _secret_ref(namespace_for(self.namespace, context)))
+        unique = {object_ref(obj): obj for obj in objects}  # e.g. llm-route is in two manifests
+        return list(reversed(unique.values()))
 
     def execute(self, context: Context) -> dict[str, list[str]]:
         objects = self.objects_to_delete(context)

@@ -30,7 +30,8 @@ DEFER_TIMEOUT_MARGIN = 60.0
 class _ClusterWaitSensor(ClusterOperatorMixin, BaseSensorOperator):
     """Shared wiring: cluster arguments, a templated wait timeout, and trigger event handling.
 
-    :param wait_timeout: seconds to wait (templated, e.g. "{{ params.pods_timeout }}").
+    :param wait_timeout: seconds to wait (templated, e.g. "{{ params.pods_timeout }}"); ``timeout=``
+        is accepted as an alias, since BaseSensorOperator's own ``timeout`` cannot be templated.
     :param poll_interval: seconds between looks at the cluster.
     :param log_interval: seconds between progress lines.
     """
@@ -46,7 +47,7 @@ class _ClusterWaitSensor(ClusterOperatorMixin, BaseSensorOperator):
         *,
         cluster_name: str,
         location: str,
-        wait_timeout: float | str,
+        wait_timeout: float | str | None = None,
         namespace: str = "default",
         project_id: str | None = None,
         gcp_conn_id: str = "google_cloud_default",
@@ -55,6 +56,10 @@ class _ClusterWaitSensor(ClusterOperatorMixin, BaseSensorOperator):
         deferrable: bool = True,
         **kwargs: Any,
     ) -> None:
+        if wait_timeout is None:
+            wait_timeout = kwargs.pop("timeout", None)
+        if wait_timeout is None:
+            raise ValueError("wait_timeout (seconds, may be templated) is required")
         kwargs.setdefault("poke_interval", poll_interval)
         kwargs.setdefault("mode", "poke")
         super().__init__(**kwargs)

@@ -92,6 +92,10 @@ class Sample:
     value: float
 
 
+def _unescape(value: str) -> str:
+    return re.sub(r"\\(.)", lambda m: "\n" if m[1] == "n" else m[1], value)
+
+
 def parse_samples(text: str) -> Iterable[Sample]:
     """Yield the samples of a Prometheus text page; comment and malformed lines are skipped."""
     for line in text.splitlines():
@@ -104,7 +108,7 @@ def parse_samples(text: str) -> Iterable[Sample]:
             value = float(match["value"])
         except ValueError:
             continue
-        labels = dict(_LABEL.findall(match["labels"] or ""))
+        labels = {key: _unescape(value) for key, value in _LABEL.findall(match["labels"] or "")}
         yield Sample(match["name"], labels, value)
 
 

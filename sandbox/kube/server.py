@@ -207,7 +207,7 @@ class KubeApiServer:
     async def _list_or_watch(self, request: web.Request, target: ResourceRequest) -> web.StreamResponse:
         labels = parse_label_selector(request.query.get("labelSelector"))
         fields = parse_field_selector(request.query.get("fieldSelector"))
-        if request.query.get("watch") in ("true", "1"):
+        if _flag(request, "watch"):
             return await self._watch(request, target, labels, fields)
         resource_type = target.resource_type
         items = self.store.select(
@@ -343,7 +343,7 @@ class KubeApiServer:
         if not manager:
             raise bad_request("PATCH, application/apply-patch+yaml requires the fieldManager query parameter")
         applied = self._conform(_require_object(body), target, name_from_path=True)
-        force = request.query.get("force") in ("true", "1")
+        force = _flag(request, "force")
         resource_type = target.resource_type
         if target.subresource == "status" and existing is None:
             raise not_found(resource_type.plural, target.name or "", resource_type.group)
@@ -490,6 +490,11 @@ def _bounded_timeout(text: str | None) -> float:
         return max(0.0, min(float(text), MAX_WATCH_SECONDS))
     except ValueError:
         raise bad_request(f"invalid timeoutSeconds {text!r}") from None
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    # kubectl sends "true"; the Python client sends "True".
+    return request.query.get(name, "").lower() in ("true", "1")
 
 
 def _dry_run(request: web.Request) -> bool:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import secrets
 import threading
+import time
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
@@ -84,3 +87,84 @@ def _run_loop(loop: asyncio.AbstractEventLoop, started: threading.Event) -> None
     asyncio.set_event_loop(loop)
     loop.call_soon(started.set)
     loop.run_forever()
+
+
+class GoogleClients:
+    """The official GCP clients, REST transport, pointed at a sandbox with its service-account key."""
+
+    def __init__(self, info: dict) -> None:
+        from google.api_core.client_options import ClientOptions
+        from google.oauth2 import service_account
+
+        self.project = info["project_id"]
+        self.credentials = service_account.Credentials.from_service_account_file(
+            info["key_path"], scopes=["https://www.googleapis.com/auth/cloud-platform"]
+        )
+        self.client_options = ClientOptions(api_endpoint=info["api_endpoint"])
+
+    def _build(self, client_class, **kwargs):
+        return client_class(credentials=self.credentials, client_options=self.client_options, **kwargs)
+
+    @functools.cached_property
+    def service_usage(self):
+        from google.cloud import service_usage_v1
+
+        return self._build(service_usage_v1.ServiceUsageClient, transport="rest")
+
+    @functools.cached_property
+    def networks(self):
+        from google.cloud import compute_v1
+
+        return self._build(compute_v1.NetworksClient)
+
+    @functools.cached_property
+    def subnetworks(self):
+        from google.cloud import compute_v1
+
+        return self._build(compute_v1.SubnetworksClient)
+
+    @functools.cached_property
+    def global_operations(self):
+        from google.cloud import compute_v1
+
+        return self._build(compute_v1.GlobalOperationsClient)
+
+    @functools.cached_property
+    def region_operations(self):
+        from google.cloud import compute_v1
+
+        return self._build(compute_v1.RegionOperationsClient)
+
+    @functools.cached_property
+    def clusters(self):
+        from google.cloud import container_v1
+
+        return self._build(container_v1.ClusterManagerClient, transport="rest")
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Poll `predicate` until it returns something truthy (returned), or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+def enable_gke_apis(clients: GoogleClients, timeout: float = 30.0) -> None:
+    """Enable Compute Engine and Kubernetes Engine for the project, as the tutorial's step 1.2 does."""
+    operation = clients.service_usage.batch_enable_services(
+        request={
+            "parent": f"projects/{clients.project}",
+            "service_ids": ["compute.googleapis.com", "container.googleapis.com"],
+        }
+    )
+    operation.result(timeout=timeout)
+
+
+def unique_name(prefix: str) -> str:
+    """An RFC 1035 name no other test uses, for resources in a shared sandbox."""
+    return f"{prefix}-{secrets.token_hex(3)}"

@@ -380,7 +380,7 @@ class ComputeApi:
     async def _simulate_work(self, operation_type: str, name: str, project: str) -> None:
         await asyncio.sleep(self._sandbox.profile.operation)
         if self._sandbox.faults.behaviour(
-            "operation_error", api="compute", operation=operation_type, name=name, project=project
+            "operation_error", api="compute", operation=operation_type, resource=name, project=project
         ):
             raise validation.injected_operation_failure(operation_type, name)
 

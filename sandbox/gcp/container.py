@@ -221,11 +221,13 @@ class ContainerApi:
         async def provision() -> None:
             await asyncio.sleep(self._sandbox.profile.cluster_provisioning)
             if self._sandbox.faults.behaviour(
-                "operation_error", api="container", operation="CREATE_CLUSTER", name=name, project=project
+                "operation_error", api="container", operation="CREATE_CLUSTER", resource=name, project=project
             ):
                 self._state.clusters.pop(key, None)
                 raise validation.injected_operation_failure("CREATE_CLUSTER", name)
-            if self._sandbox.faults.behaviour("cluster_error", project=project, location=location, name=name):
+            if self._sandbox.faults.behaviour(
+                "cluster_error", project=project, location=location, cluster=name
+            ):
                 message = "Cluster creation failed: the control plane did not become healthy (injected by the sandbox)."
                 cluster["status"] = "ERROR"
                 cluster["statusMessage"] = message

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -59,15 +60,13 @@ class ServiceUsageApi:
         project = self._state.project(request.match_info["project"])
         service = self._known_service(request.match_info["service"])
 
-        async def work() -> dict:
-            await asyncio.sleep(self._sandbox.profile.operation)
-            project.enable(service)
+        def response() -> dict:
             return {
                 "@type": _TYPE_PREFIX + "EnableServiceResponse",
                 "service": _service_json(project, service),
             }
 
-        return web.json_response(self._start(project, "enable", [service], work))
+        return web.json_response(self._start(project, "enable", [service], response))
 
     async def batch_enable(self, request: web.Request) -> web.Response:
         project = self._state.project(request.match_info["project"])
@@ -79,16 +78,13 @@ class ServiceUsageApi:
             raise bad_request(f"At most {_BATCH_LIMIT} services can be enabled in one batch.")
         services = [self._known_service(name) for name in names]
 
-        async def work() -> dict:
-            await asyncio.sleep(self._sandbox.profile.operation)
-            for service in services:
-                project.enable(service)
+        def response() -> dict:
             return {
                 "@type": _TYPE_PREFIX + "BatchEnableServicesResponse",
                 "services": [_service_json(project, service) for service in services],
             }
 
-        return web.json_response(self._start(project, "batchEnable", services, work))
+        return web.json_response(self._start(project, "batchEnable", services, response))
 
     # --- operations
 
@@ -99,7 +95,7 @@ class ServiceUsageApi:
             raise not_found(f"Operation '{name}' not found.")
         return web.json_response(_operation_json(operation))
 
-    def _start(self, project: Project, verb: str, services: list[str], work) -> dict:
+    def _start(self, project: Project, verb: str, services: list[str], response: Callable[[], dict]) -> dict:
         operation = Operation(
             name=f"operations/acat.p2-{project.number}-{uuid.uuid4()}",
             operation_type=verb,
@@ -107,23 +103,24 @@ class ServiceUsageApi:
             resource_names=[f"projects/{project.number}/services/{s}" for s in services],
         )
         self._operations[operation.name] = operation
-        self._runner.start(operation, self._failing_when_asked(project, operation, work))
+
+        async def enable_all() -> dict:
+            await asyncio.sleep(self._sandbox.profile.operation)
+            for service in services:
+                if self._sandbox.faults.behaviour(
+                    "operation_error",
+                    api="serviceusage",
+                    operation=verb,
+                    resource=service,
+                    project=project.project_id,
+                ):
+                    raise injected_operation_failure(verb, service)
+            for service in services:
+                project.enable(service)
+            return response()
+
+        self._runner.start(operation, enable_all)
         return _operation_json(operation)
-
-    def _failing_when_asked(self, project: Project, operation: Operation, work):
-        async def run() -> dict:
-            result = await work()
-            if self._sandbox.faults.behaviour(
-                "operation_error",
-                api="serviceusage",
-                operation=operation.operation_type,
-                name=operation.target,
-                project=project.project_id,
-            ):
-                raise injected_operation_failure(operation.operation_type, operation.target)
-            return result
-
-        return run
 
     @staticmethod
     def _known_service(name: str) -> str:

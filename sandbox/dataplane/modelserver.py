@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -35,7 +36,7 @@ class RequestError(Exception):
             "param": None,
             "code": self.status,
         }
-        return web.json_response(body, status=self.status)
+        return _json_response(body, status=self.status)
 
 
 def _bad_request(message: str) -> RequestError:
@@ -126,7 +127,7 @@ class ModelServer:
             }
             for index, name in enumerate(self.spec.served_models)
         ]
-        return web.json_response({"object": "list", "data": data})
+        return _json_response({"object": "list", "data": data})
 
     async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -201,7 +202,7 @@ class ModelServer:
             for _ in pieces:
                 await sequence.next_token()
         self.engine.record_success(finish_reason, prompt_tokens, len(pieces))
-        return web.json_response(shape.full(pieces, finish_reason, prompt_tokens))
+        return _json_response(shape.full(pieces, finish_reason, prompt_tokens))
 
     async def _stream(
         self,
@@ -285,6 +286,11 @@ class _ResponseShape:
         body = self._envelope("chat.completion.chunk" if self.chat else "text_completion", [])
         body["usage"] = self._usage(prompt_tokens, completion_tokens)
         return body
+
+
+def _json_response(body: dict, status: int = 200) -> web.Response:
+    # vLLM writes UTF-8 JSON, not ASCII escapes: Japanese replies stay readable in `curl -i`.
+    return web.json_response(body, status=status, dumps=functools.partial(json.dumps, ensure_ascii=False))
 
 
 async def _send_event(response: web.StreamResponse, payload: dict) -> None:

@@ -126,3 +126,19 @@ def namespace(kube: ClusterHandle, api: k8s.ApiClient) -> Iterator[str]:
     core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name)))
     yield name
     core.delete_namespace(name)
+
+
+def add_proxy_only_subnet(handle: ClusterHandle) -> None:
+    """Give the cluster's VPC an ACTIVE proxy-only subnet in its region (as Compute would store it)."""
+    cluster = handle.cluster
+    project, region, network = cluster.project, cluster.region, cluster.network
+    base = f"https://www.googleapis.com/compute/v1/projects/{project}"
+    subnet = {
+        "name": f"proxy-{network}",
+        "purpose": "REGIONAL_MANAGED_PROXY",
+        "role": "ACTIVE",
+        "ipCidrRange": "10.129.0.0/23",
+        "region": f"{base}/regions/{region}",
+        "network": f"{base}/global/networks/{network}",
+    }
+    handle.run(handle.sandbox.sandbox.gcp.subnetworks.__setitem__, (project, region, subnet["name"]), subnet)

@@ -104,9 +104,11 @@ class Controller:
     def forget(self, obj: dict[str, Any]) -> None:
         """Called once when a primary object is deleted (release what it held)."""
 
-    def behaviour(self, name: str, **attributes: Any) -> bool:
+    def behaviour(self, behaviour_name: str, /, **attributes: Any) -> bool:
+        """Whether a fault behaviour applies; attributes: project, location, cluster, namespace, plus
+        the object's own (pod/app for pods, gateway for Gateways)."""
         return self.cluster.sandbox.faults.behaviour(
-            name,
+            behaviour_name,
             project=self.cluster.project,
             location=self.cluster.location,
             cluster=self.cluster.name,

@@ -122,7 +122,7 @@ class PodController(Controller):
         never_ready = loaded and self.behaviour(
             "pods_never_ready",
             namespace=pod["metadata"].get("namespace"),
-            name=pod["metadata"]["name"],
+            pod=pod["metadata"]["name"],
             app=(pod["metadata"].get("labels") or {}).get("app"),
         )
         ready = loaded and not never_ready

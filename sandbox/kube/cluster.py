@@ -60,8 +60,9 @@ class KubeCluster:
         self.region = region_of(location)
         self.name = name
         self.version = version
-        self.network = network
-        self.subnetwork = subnetwork
+        # The Container API may hand over names or resource paths; the controllers need names.
+        self.network = network.rsplit("/", 1)[-1]
+        self.subnetwork = subnetwork.rsplit("/", 1)[-1]
         self.registry = ResourceRegistry(BUILTIN_TYPES)
         self.store = ObjectStore(describe=self._describe)
         self.store.observe(self._serve_crds)

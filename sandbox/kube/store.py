@@ -109,7 +109,8 @@ class ObjectStore:
             metadata["name"] = metadata["generateName"] + uuid.uuid4().hex[:5]
         key = object_key(obj)
         if key in self._objects:
-            raise already_exists(*self._plural_and_group(obj), metadata["name"]) from None
+            resource, group = self._plural_and_group(obj)
+            raise already_exists(resource, metadata["name"], group)
         metadata.pop("resourceVersion", None)
         metadata["uid"] = str(uuid.uuid4())
         metadata["creationTimestamp"] = now_timestamp()

@@ -398,7 +398,6 @@ class ComputeApi:
             "progress": 100 if operation.done else 0,
             "insertTime": rfc3339(operation.insert_time),
             "selfLink": f"{SELF_LINK_BASE}{scope}/operations/{operation.name}",
-            "selfLinkWithId": f"{SELF_LINK_BASE}{scope}/operations/{operation.id}",
         }
         if region:
             body["region"] = f"{SELF_LINK_BASE}projects/{project}/regions/{region}"

@@ -99,9 +99,13 @@ class KubernetesApplyHook(BaseHook):
     def get_conn(self) -> ApiClient:
         url, ca_certificate = self.gke_hook.cluster_auth(self.cluster_name, project_id=self.project_id)
         credentials = self.gke_hook.get_credentials()
-        return GKEClusterConnection(
+        api_client = GKEClusterConnection(
             cluster_url=url, ssl_ca_cert=ca_certificate, credentials=credentials
         ).get_conn()
+        # kubernetes>=36 looks the "Bearer" prefix up under "BearerToken"; the provider registers it
+        # only under the old "authorization" name, so without this the token goes out unprefixed (401).
+        api_client.configuration.api_key_prefix["BearerToken"] = "Bearer"
+        return api_client
 
     @cached_property
     def dynamic_client(self) -> DynamicClient:

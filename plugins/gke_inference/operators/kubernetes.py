@@ -298,21 +298,21 @@ class HuggingFaceSecretOperator(ClusterOperatorMixin, BaseOperator):
         mask_secret(token)
         return token
 
-    def secret_object(self, token: str) -> dict:
+    def secret_object(self, token: str, namespace: str) -> dict:
         return {
             "apiVersion": "v1",
             "kind": "Secret",
             "type": "Opaque",
             "metadata": {
                 "name": manifests.NAMES["hf_secret"],
-                "namespace": self.namespace,
+                "namespace": namespace,
                 "labels": K8S_LABELS,
             },
             "stringData": {manifests.NAMES["hf_secret_key"]: token},
         }
 
     def execute(self, context: Context) -> dict[str, str]:
-        secret = self.secret_object(self._read_token())
+        secret = self.secret_object(self._read_token(), namespace_for(self.namespace, context))
         step = "tutorial 3.2, hf-token Secret"
         try:
             result = self.kube_hook.apply_one(secret, sensitive=True)

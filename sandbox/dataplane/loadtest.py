@@ -1,8 +1,9 @@
 """A bounded closed-loop load test against a gateway, and the EPP-versus-round-robin comparison that
-`make bench` and the tests run: how much traffic a slowed replica still receives under each picker."""
+`make bench` (`python -m sandbox.dataplane.loadtest`) and the tests run: how much traffic a slowed replica still receives under each picker."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import time
 from collections import Counter
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from sandbox.dataplane.picker import EPP, ROUND_ROBIN
+from sandbox.dataplane.standalone import GATEWAY, StandaloneLab
 
 DEFAULT_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 
@@ -107,3 +109,63 @@ async def compare_pickers(
         dataplane.set_pod_slowdown(slow_pod, 1.0)
         dataplane.set_picker(gateway_name, EPP)
     return PickerComparison(slow_pod=slow_pod, round_robin=round_robin, epp=epp)
+
+
+async def benchmark(
+    replicas: int = 3,
+    slowdown: float = 5.0,
+    requests: int = 200,
+    concurrency: int = 8,
+    max_num_seqs: int = 4,
+    profile: str = "instant",
+) -> PickerComparison:
+    """The comparison on a standalone data plane (no cluster needed): `replicas` vLLM pods behind the
+    tutorial's pool and gateway, the first of them slowed down."""
+    if replicas < 2:
+        raise ValueError("the comparison needs at least two replicas")
+    async with StandaloneLab(profile) as lab:
+        args = lab.vllm_args(("--max-num-seqs", str(max_num_seqs)))
+        base_url = await lab.tutorial_setup(replicas=replicas, args=args)
+        slow_pod = sorted(name for _, name in lab.dataplane.model_servers)[0]
+        return await compare_pickers(
+            lab.dataplane, GATEWAY, base_url, slow_pod, slowdown, requests, concurrency
+        )
+
+
+def report(comparison: PickerComparison) -> str:
+    lines = [f"{'picker':<12} {'slow pod share':>14} {'p50 s':>8} {'p90 s':>8} {'wall s':>8}"]
+    for name, result in (("round_robin", comparison.round_robin), ("epp", comparison.epp)):
+        lines.append(
+            f"{name:<12} {result.share(comparison.slow_pod):>14.1%} {result.percentile(0.5):>8.3f} "
+            f"{result.percentile(0.9):>8.3f} {result.elapsed:>8.2f}"
+        )
+    lines.append(
+        f"EPP sends the slow replica {comparison.slow_share_ratio:.2f}x the traffic round-robin does"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="EPP versus round-robin with one slowed vLLM replica")
+    parser.add_argument("--replicas", type=int, default=3)
+    parser.add_argument("--slowdown", type=float, default=5.0)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--max-num-seqs", type=int, default=4)
+    parser.add_argument("--profile", default="instant", choices=["instant", "demo", "realistic"])
+    options = parser.parse_args(argv)
+    comparison = asyncio.run(
+        benchmark(
+            options.replicas,
+            options.slowdown,
+            options.requests,
+            options.concurrency,
+            options.max_num_seqs,
+            options.profile,
+        )
+    )
+    print(report(comparison))
+
+
+if __name__ == "__main__":
+    main()

@@ -9,7 +9,8 @@ import json
 import httpx
 import openai
 import pytest
-from dataplane_lab import MODEL, NAMESPACE, POOL, WRONG_MODEL, eventually
+
+from sandbox.dataplane.standalone import MODEL, NAMESPACE, POOL, WRONG_MODEL, eventually
 
 TUTORIAL_4_2 = {
     "model": MODEL,

@@ -7,12 +7,12 @@ import json
 
 import httpx
 import pytest
-from dataplane_lab import MODEL, LoopbackAddresses
 
 from sandbox.dataplane.engine import Latency
 from sandbox.dataplane.metrics import gauge_value, parse_samples
 from sandbox.dataplane.modelserver import ModelServer
 from sandbox.dataplane.podspec import model_server_spec
+from sandbox.dataplane.standalone import MODEL, LoopbackAddresses
 
 FAST = Latency(time_to_first_token=0.005, per_output_token=0.001)
 

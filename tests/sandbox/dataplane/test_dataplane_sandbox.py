@@ -13,7 +13,8 @@ import httpx
 import kubernetes
 import openai
 import pytest
-from dataplane_lab import APP, GATEWAY, MODEL, POOL, POOL_REF, WRONG_MODEL
+
+from sandbox.dataplane.standalone import APP, GATEWAY, MODEL, POOL, POOL_REF, WRONG_MODEL
 
 PROJECT_REGION = "us-central1"
 NETWORK = "dataplane-lab-vpc"

@@ -1,5 +1,6 @@
-"""The tutorial's Kubernetes objects written straight into a cluster's object store (no controllers), so
-data plane tests decide when pods are Ready and when the Gateway is programmed."""
+"""A data plane without the rest of the sandbox: an object store the tests or a benchmark fill with the
+tutorial's objects directly (no controllers), deciding themselves when pods are Ready and when the
+Gateway is programmed. Used by `make bench` (through loadtest.py) and by the data plane tests."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import asyncio
 import itertools
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from sandbox.dataplane import DataPlane
+from sandbox.core.profiles import Profile, get_profile
+from sandbox.dataplane.plane import DataPlane
 from sandbox.kube.store import ObjectStore
 
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
@@ -19,7 +22,7 @@ GATEWAY = "inference-gateway"
 NAMESPACE = "default"
 POOL_REF = {"group": "inference.networking.k8s.io", "kind": "InferencePool", "name": POOL}
 
-# Addresses apart from the ones a running Sandbox hands out (127.1.x.y upwards), so both can coexist.
+# Apart from the addresses a running Sandbox hands out (127.1.x.y upwards), so both can coexist.
 _ADDRESSES = (f"127.77.{n // 250}.{n % 250 + 1}" for n in itertools.count())
 
 
@@ -28,23 +31,42 @@ class LoopbackAddresses:
         return next(_ADDRESSES)
 
 
+@dataclass(frozen=True)
+class _Host:
+    """What the DataPlane reads from its sandbox: only the timing profile (no fault table here)."""
+
+    profile: Profile
+
+
+@dataclass(frozen=True)
+class _Cluster:
+    store: ObjectStore
+
+
 async def eventually(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
     """Wait (bounded) until the data plane has caught up with the store."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not reached within {timeout:.1f} s")
+            raise TimeoutError(f"condition not reached within {timeout:.1f} s")
         await asyncio.sleep(0.005)
 
 
-class LabCluster:
-    """The tutorial's Kubernetes objects, written straight into a store the DataPlane watches."""
+class StandaloneLab:
+    """A data plane watching its own object store, and writers for the tutorial's objects."""
 
-    def __init__(self, store: ObjectStore, dataplane: DataPlane, addresses: LoopbackAddresses) -> None:
-        self.store = store
-        self.dataplane = dataplane
-        self.addresses = addresses
+    def __init__(self, profile: str = "instant") -> None:
+        self.store = ObjectStore()
+        self.dataplane = DataPlane(_Host(get_profile(profile)), _Cluster(self.store))
+        self.addresses = LoopbackAddresses()
         self.gateway_ip: str | None = None
+
+    async def __aenter__(self) -> StandaloneLab:
+        await self.dataplane.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.dataplane.stop()
 
     # -- model servers -------------------------------------------------------------------------------
 

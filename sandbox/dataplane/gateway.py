@@ -166,7 +166,7 @@ class GatewayServer:
             endpoint, timeout = await self._choose_endpoint(backend, body)
         except GatewayError as error:
             return _plain(error.status, error.text)
-        return await self._proxy(request, headers, body, endpoint, timeout)
+        return await self._proxy(request, headers, body, endpoint, timeout, picked_by_epp=backend.is_pool)
 
     @staticmethod
     def _route_by_body(body: bytes, headers: CIMultiDict) -> None:
@@ -244,7 +244,13 @@ class GatewayServer:
         return scraper
 
     async def _proxy(
-        self, request: web.Request, headers: CIMultiDict, body: bytes, endpoint: Endpoint, timeout: float
+        self,
+        request: web.Request,
+        headers: CIMultiDict,
+        body: bytes,
+        endpoint: Endpoint,
+        timeout: float,
+        picked_by_epp: bool,
     ) -> web.StreamResponse:
         assert self._session is not None
         upstream_headers = CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in _NOT_FORWARDED)
@@ -270,6 +276,8 @@ class GatewayServer:
                 if name.lower() not in _NOT_FORWARDED or name.lower() == "content-length":
                     response.headers.add(name, value)
             response.headers[DESTINATION_HEADER] = endpoint.address
+            if picked_by_epp:
+                response.headers["x-went-into-resp-headers"] = "true"  # the EPP's response-phase mark
             response.headers["via"] = "1.1 google"
             await response.prepare(request)
             try:

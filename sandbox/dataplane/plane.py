@@ -45,10 +45,8 @@ class DataPlane:
     async def start(self) -> None:
         # Subscribe before the first listing so no change falls between the two; reconciling is idempotent.
         self._events = self._cluster.store.subscribe()
-        for pod in await self._store.list(POD):
-            await self._reconcile_pod(pod, deleted=False)
-        for gateway in await self._store.list(GATEWAY):
-            await self._reconcile_gateway(gateway, deleted=False)
+        for obj in await self._store.list(POD) + await self._store.list(GATEWAY):
+            await self._reconcile("ADDED", obj)
         self._watcher = asyncio.get_running_loop().create_task(self._watch())
 
     async def stop(self) -> None:
@@ -72,14 +70,17 @@ class DataPlane:
         assert self._events is not None
         while True:
             event_type, obj = await self._events.get()
-            kind = obj.get("kind")
-            try:
-                if kind == "Pod":
-                    await self._reconcile_pod(obj, deleted=event_type == "DELETED")
-                elif kind == "Gateway":
-                    await self._reconcile_gateway(obj, deleted=event_type == "DELETED")
-            except Exception:  # one bad object must not stop the data plane
-                log.exception("data plane could not reconcile %s %s/%s", kind, *key_of(obj))
+            await self._reconcile(event_type, obj)
+
+    async def _reconcile(self, event_type: str, obj: dict) -> None:
+        kind = obj.get("kind")
+        try:
+            if kind == "Pod":
+                await self._reconcile_pod(obj, deleted=event_type == "DELETED")
+            elif kind == "Gateway":
+                await self._reconcile_gateway(obj, deleted=event_type == "DELETED")
+        except Exception:  # one bad object must not stop the data plane
+            log.exception("data plane could not reconcile %s %s/%s", kind, *key_of(obj))
 
     # -- knobs for tests and benchmarks --------------------------------------------------------------
 

@@ -1,0 +1,268 @@
+"""Kubernetes operators run directly (``op.execute(context)``) against sandbox GKE clusters."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+
+from gke_inference.gke_version import MANAGED_INFERENCE_POOL_SINCE
+from gke_inference.operators.kubernetes import (
+    ApplyManifestsOperator,
+    ChooseCrdSetOperator,
+    DeleteManifestsOperator,
+    HuggingFaceSecretOperator,
+    InstallCrdsOperator,
+)
+from gke_inference.params import build_params
+
+DEFAULTS = {name: param.value for name, param in build_params().items()}
+OBJECTIVE_CRD = "inferenceobjectives.inference.networking.x-k8s.io"
+V1_POOL_CRD = "inferencepools.inference.networking.k8s.io"
+V1ALPHA2_POOL_CRD = "inferencepools.inference.networking.x-k8s.io"
+OLD_GKE_VERSION = "1.33.5-gke.1080000"
+
+
+def context_for(**params):
+    return {"params": {**DEFAULTS, **params}}
+
+
+def crd_names(hook):
+    return {
+        crd["metadata"]["name"] for crd in hook.list("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+    }
+
+
+# Branch choice (tutorial 2.2)
+
+
+@pytest.mark.parametrize(
+    ("version", "branch"),
+    [
+        ("1.33.5-gke.1080000", "cluster.install_crds_full_set"),
+        ("1.34.0-gke.1625999", "cluster.install_crds_full_set"),
+        (MANAGED_INFERENCE_POOL_SINCE, "cluster.install_crds_objective_only"),
+        ("1.35.1-gke.1200", "cluster.install_crds_objective_only"),
+    ],
+)
+def test_branch_follows_the_cluster_version(version, branch):
+    chooser = ChooseCrdSetOperator(
+        task_id="choose_crd_set",
+        cluster_version=version,
+        objective_only_task_id="cluster.install_crds_objective_only",
+        full_set_task_id="cluster.install_crds_full_set",
+    )
+    assert chooser.choose_branch(context_for()) == branch
+
+
+def test_branch_reads_the_version_from_the_cluster_when_not_given(kube_cluster, old_kube_cluster):
+    def chooser(cluster):
+        return ChooseCrdSetOperator(
+            task_id="choose_crd_set",
+            cluster_version="None",  # what "{{ ... }}" renders when the XCom is missing
+            objective_only_task_id="objective_only",
+            full_set_task_id="full",
+            **cluster.kwargs,
+        )
+
+    assert chooser(kube_cluster).choose_branch(context_for()) == "objective_only"
+    assert chooser(old_kube_cluster).choose_branch(context_for()) == "full"
+
+
+def test_branch_refuses_a_version_it_cannot_read():
+    chooser = ChooseCrdSetOperator(
+        task_id="choose", cluster_version="latest", objective_only_task_id="a", full_set_task_id="b"
+    )
+    with pytest.raises(AirflowFailException, match="not a GKE version"):
+        chooser.choose_branch(context_for())
+
+
+# CRD installation
+
+
+def test_objective_only_set_on_a_current_cluster(kube_cluster):
+    install = InstallCrdsOperator(task_id="install_crds", crd_set="objective_only", **kube_cluster.kwargs)
+    first = install.execute(context_for())
+    assert first["crd_set"] == "objective_only"
+    assert first.get("created", []) + first.get("unchanged", []) == [
+        f"CustomResourceDefinition/{OBJECTIVE_CRD}"
+    ]
+    assert {OBJECTIVE_CRD, V1_POOL_CRD} <= crd_names(kube_cluster.hook())
+
+    again = install.execute(context_for())
+    assert "created" not in again
+    assert again["unchanged"] == [f"CustomResourceDefinition/{OBJECTIVE_CRD}"]
+
+
+def test_full_set_on_an_old_cluster_serves_both_pool_versions(old_kube_cluster, namespace_factory):
+    hook = old_kube_cluster.hook()
+    assert V1_POOL_CRD not in crd_names(hook)
+    result = InstallCrdsOperator(task_id="install_crds", crd_set="full", **old_kube_cluster.kwargs).execute(
+        context_for()
+    )
+    assert len(result.get("created", []) + result.get("unchanged", [])) == 3
+    assert {OBJECTIVE_CRD, V1_POOL_CRD, V1ALPHA2_POOL_CRD} <= crd_names(hook)
+
+    # The new kinds resolve right away (discovery was refreshed), in both API versions.
+    namespace = namespace_factory(old_kube_cluster)
+    applied = ApplyManifestsOperator(
+        task_id="pool", manifest="inferencepool", **old_kube_cluster.kwargs
+    ).execute(context_for(namespace=namespace))
+    assert f"InferencePool/{namespace}/vllm-llama-pool" in applied["created"]
+    legacy = {
+        "apiVersion": "inference.networking.x-k8s.io/v1alpha2",
+        "kind": "InferencePool",
+        "metadata": {"name": "legacy", "namespace": namespace},
+        "spec": {"selector": {"app": "x"}, "targetPortNumber": 8000},
+    }
+    assert [r.action for r in hook.apply([legacy])] == ["created"]
+
+
+def test_objective_only_set_fails_where_gke_does_not_serve_the_pool_crd(cluster_factory):
+    # A cluster of its own: the full set installed by another test would hide the gap.
+    cluster = cluster_factory(proxy_only_subnet=False, version=OLD_GKE_VERSION)
+    install = InstallCrdsOperator(task_id="install_crds", crd_set="objective_only", **cluster.kwargs)
+    with pytest.raises(AirflowFailException, match=f"does not serve CRD {V1_POOL_CRD}.*full CRD set"):
+        install.execute(context_for())
+
+
+def test_unknown_crd_set_is_refused_at_parse_time():
+    with pytest.raises(ValueError, match="crd_set must be one of"):
+        InstallCrdsOperator(task_id="x", crd_set="everything", cluster_name="c", location="l")
+
+
+# Manifests
+
+
+def test_apply_manifests_is_idempotent(kube_cluster, namespace):
+    context = context_for(namespace=namespace)
+    apply_all = ApplyManifestsOperator(
+        task_id="apply",
+        manifest=[
+            "model-inference-class.yaml",
+            "vllm-llama3-1-8b-instruct.yaml",
+            "inferencepool",
+            "gateway.yaml",
+        ],
+        **kube_cluster.kwargs,
+    )
+    first = apply_all.execute(context)
+    assert f"Deployment/{namespace}/vllm-llama3-1-8b-instruct" in first["created"]
+    assert f"Gateway/{namespace}/inference-gateway" in first["created"]
+    assert f"HTTPRoute/{namespace}/llm-route" in first["created"]
+    json.dumps(first)  # XCom-able
+
+    second = apply_all.execute(context)
+    assert "created" not in second
+    assert sorted(second.get("unchanged", []) + second.get("updated", [])) == sorted(
+        ref for refs in first.values() for ref in refs
+    )
+
+
+def test_manifest_error_fails_without_retry(kube_cluster, namespace):
+    op = ApplyManifestsOperator(task_id="apply", manifest="model-inference-class.yaml", **kube_cluster.kwargs)
+    with pytest.raises(AirflowFailException, match="at least one capacity source"):
+        op.execute(context_for(namespace=namespace, flex_start=False, spot=False, reservation_name=None))
+
+
+# Hugging Face token Secret (tutorial 3.2)
+
+
+def test_secret_holds_the_token_and_the_token_goes_nowhere_else(
+    kube_cluster, namespace, sandbox, caplog, capfd
+):
+    token = sandbox.sandbox.hf_token
+    op = HuggingFaceSecretOperator(task_id="hf_secret", namespace=namespace, **kube_cluster.kwargs)
+    with caplog.at_level(logging.DEBUG):
+        result = op.execute(context_for(namespace=namespace))
+
+    secret = kube_cluster.hook().get("v1", "Secret", "hf-token", namespace)
+    assert base64.b64decode(secret["data"]["token"]).decode() == token
+    assert result == {"secret": f"Secret/{namespace}/hf-token", "key": "token", "action": "created"}
+    captured = capfd.readouterr()
+    for text in (json.dumps(result), caplog.text, captured.out, captured.err, repr(op.__dict__)):
+        assert token not in text
+    assert all(token not in str(getattr(op, field)) for field in op.template_fields)
+
+
+def test_secret_namespace_defaults_to_the_params_namespace(kube_cluster, namespace):
+    result = HuggingFaceSecretOperator(task_id="hf_secret", **kube_cluster.kwargs).execute(
+        context_for(namespace=namespace)
+    )
+    assert result["secret"] == f"Secret/{namespace}/hf-token"
+
+
+def test_empty_token_fails_at_once(kube_cluster, namespace, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_HF_EMPTY", json.dumps({"conn_type": "generic", "password": ""}))
+    op = HuggingFaceSecretOperator(
+        task_id="hf", hf_conn_id="hf_empty", namespace=namespace, **kube_cluster.kwargs
+    )
+    with pytest.raises(AirflowFailException, match="'hf_empty' has no password"):
+        op.execute(context_for(namespace=namespace))
+    assert kube_cluster.hook().get("v1", "Secret", "hf-token", namespace) is None
+
+
+def test_missing_connection_fails_at_once(kube_cluster, namespace):
+    op = HuggingFaceSecretOperator(
+        task_id="hf", hf_conn_id="no_such_conn", namespace=namespace, **kube_cluster.kwargs
+    )
+    with pytest.raises(AirflowFailException, match="'no_such_conn' does not exist"):
+        op.execute(context_for(namespace=namespace))
+
+
+def test_secret_apply_error_does_not_leak_the_token(kube_cluster, sandbox, clean_faults):
+    token = sandbox.sandbox.hf_token
+    sandbox.faults_add(
+        api="kube", method="PATCH", path="/namespaces/forbidden-ns/secrets/hf-token", status=403
+    )
+    op = HuggingFaceSecretOperator(task_id="hf", namespace="forbidden-ns", **kube_cluster.kwargs)
+    with pytest.raises(AirflowFailException) as caught:
+        op.execute(context_for())
+    assert "HTTP 403" in str(caught.value)
+    chain = [caught.value, caught.value.__cause__, caught.value.__context__]
+    assert all(token not in repr(exc) for exc in chain if exc is not None)
+
+
+# Teardown
+
+
+def test_delete_removes_owned_objects_and_keeps_foreign_ones(kube_cluster, namespace):
+    context = context_for(namespace=namespace)
+    hook = kube_cluster.hook()
+    ApplyManifestsOperator(task_id="apply", manifest="gateway.yaml", **kube_cluster.kwargs).execute(context)
+    HuggingFaceSecretOperator(task_id="hf", **kube_cluster.kwargs).execute(context)
+    foreign = {
+        "apiVersion": "networking.gke.io/v1",
+        "kind": "GCPRoutingExtension",
+        "metadata": {
+            "name": "body-based-router",
+            "namespace": namespace,
+            "labels": {"owner": "someone-else"},
+        },
+        "spec": {"targetRefs": [], "extensionChains": []},
+    }
+    hook.apply([foreign])
+
+    result = DeleteManifestsOperator(task_id="teardown", **kube_cluster.kwargs).execute(context)
+
+    assert f"Gateway/{namespace}/inference-gateway" in result["deleted"]
+    assert f"HTTPRoute/{namespace}/llm-route" in result["deleted"]
+    assert f"Secret/{namespace}/hf-token" in result["deleted"]
+    assert result["not-owned"] == [f"GCPRoutingExtension/{namespace}/body-based-router"]
+    assert f"Deployment/{namespace}/vllm-llama3-1-8b-instruct" in result["absent"]
+    assert hook.get("gateway.networking.k8s.io/v1", "Gateway", "inference-gateway", namespace) is None
+    assert hook.get("networking.gke.io/v1", "GCPRoutingExtension", "body-based-router", namespace) is not None
+
+    rerun = DeleteManifestsOperator(task_id="teardown", **kube_cluster.kwargs).execute(context)
+    assert "deleted" not in rerun
+
+
+def test_delete_on_a_missing_cluster_is_a_no_op(kube_cluster):
+    gone = {**kube_cluster.kwargs, "cluster_name": "never-created"}
+    result = DeleteManifestsOperator(task_id="teardown", manifest="gateway.yaml", **gone).execute(
+        context_for()
+    )
+    assert set(result) == {"absent"}

@@ -29,6 +29,7 @@ from sandbox.kube.status import (
     unauthorized,
     unsupported_media_type,
 )
+from sandbox.kube.tables import table, wants_table
 
 if TYPE_CHECKING:
     from sandbox.kube.cluster import KubeCluster
@@ -195,7 +196,10 @@ class KubeApiServer:
     # -- reads ---------------------------------------------------------------------------------
 
     async def _get(self, request: web.Request, target: ResourceRequest) -> web.Response:
-        return _json(self._existing(target))
+        obj = self._existing(target)
+        if wants_table(request.headers.get("Accept", "")):
+            return _json(table(target.resource_type, [obj], obj["metadata"]["resourceVersion"]))
+        return _json(obj)
 
     def _existing(self, target: ResourceRequest) -> dict[str, Any]:
         resource_type = target.resource_type
@@ -213,6 +217,8 @@ class KubeApiServer:
         items = self.store.select(
             resource_type.api_version, resource_type.kind, target.namespace, labels, fields
         )
+        if wants_table(request.headers.get("Accept", "")):
+            return _json(table(resource_type, items, self.store.resource_version))
         return _json(
             {
                 "kind": resource_type.list_kind,
@@ -258,16 +264,21 @@ class KubeApiServer:
                 await _write_event(response, "ERROR", expired.to_status())
                 return response
             await response.prepare(request)
-            await self._stream(response, queue, backlog, relevant, timeout)
+            as_table = wants_table(request.headers.get("Accept", ""))
+
+            def render(obj: dict[str, Any]) -> dict[str, Any]:
+                return table(resource_type, [obj], obj["metadata"]["resourceVersion"]) if as_table else obj
+
+            await self._stream(response, queue, backlog, relevant, render, timeout)
         finally:
             self._watch_queues.discard(queue)
             self.store.unsubscribe(queue)
         return response
 
-    async def _stream(self, response, queue, backlog, relevant, timeout: float) -> None:
+    async def _stream(self, response, queue, backlog, relevant, render, timeout: float) -> None:
         sent_through = 0
         for event_type, obj in backlog:
-            await _write_event(response, event_type, obj)
+            await _write_event(response, event_type, render(obj))
             sent_through = max(sent_through, int(obj["metadata"].get("resourceVersion", 0)))
         with contextlib.suppress(TimeoutError, ConnectionResetError):
             async with asyncio.timeout(timeout):
@@ -278,7 +289,7 @@ class KubeApiServer:
                     revision = int(obj["metadata"].get("resourceVersion", 0))
                     if revision <= sent_through or not relevant(obj):
                         continue
-                    await _write_event(response, event_type, obj)
+                    await _write_event(response, event_type, render(obj))
                     sent_through = revision
 
     # -- writes --------------------------------------------------------------------------------

@@ -125,6 +125,13 @@ def test_the_tutorial_flow_with_kubectl(kube, kubectl, namespace, tmp_path):
             time.sleep(0.2)
     assert address.startswith("127.")
 
+    pods_table = kubectl("get", "pods", "-n", namespace, "-o", "wide").stdout.splitlines()
+    assert pods_table[0].split()[:5] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    assert pods_table[1].split()[1:3] == ["1/1", "Running"]
+    gateways_table = kubectl("get", "gateway", "-n", namespace).stdout.splitlines()
+    assert gateways_table[0].split() == ["NAME", "CLASS", "ADDRESS", "PROGRAMMED", "AGE"]
+    assert gateways_table[1].split()[1:4] == ["gke-l7-regional-external-managed", address, "True"]
+
     created_again = kubectl("create", "-f", str(manifests), check=False)
     assert created_again.returncode != 0
     assert "Error from server (AlreadyExists)" in created_again.stderr

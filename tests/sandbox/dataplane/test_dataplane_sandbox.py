@@ -318,3 +318,21 @@ def test_body_based_routing_installed_through_the_kubernetes_api(gateway_url, ku
     client = openai.OpenAI(base_url=f"{gateway_url}/v1", api_key="unused", max_retries=0, timeout=10)
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model=WRONG_MODEL, messages=[{"role": "user", "content": "Hello"}])
+
+
+def test_scaling_to_zero_then_deleting_the_pool(gateway_url, kube):
+    """503 while the pool has no Ready pods, 500 once the route points at a pool that is gone."""
+    url = f"{gateway_url}/v1/chat/completions"
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "Hello"}]}
+    kube.apps.patch_namespaced_deployment(APP, "default", {"spec": {"replicas": 0}})
+    no_pods = wait_for(
+        "no healthy upstream", lambda: (r := httpx.post(url, json=body, timeout=5)).status_code == 503 and r
+    )
+    assert no_pods.text == "no healthy upstream"
+    kube.custom.delete_namespaced_custom_object(
+        "inference.networking.k8s.io", "v1", "default", "inferencepools", POOL
+    )
+    gone = wait_for(
+        "fault filter abort", lambda: (r := httpx.post(url, json=body, timeout=5)).status_code == 500 and r
+    )
+    assert gone.text == "fault filter abort"

@@ -25,7 +25,7 @@ def load_dag():
     bag = DagBag(dag_folder=str(REPO / "dags"))
     if bag.import_errors:
         raise SystemExit(f"DAG import errors: {bag.import_errors}")
-    return bag.get_dag(DAG_ID)
+    return bag.dags[DAG_ID]
 
 
 def main() -> int:

@@ -71,7 +71,8 @@ socket.create_connection = refuse
 spec = importlib.util.spec_from_file_location("dag_under_test", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
-print(json.dumps(sorted(name for name in sys.modules if name.startswith(tuple(json.loads(sys.argv[2]))))))
+heavy = tuple(json.loads(sys.argv[2]))
+print(json.dumps(sorted({".".join(name.split(".")[:2]) for name in sys.modules if name.startswith(heavy)})))
 """
 
 

@@ -106,8 +106,10 @@ class TokenAuthority:
         self._expiry_by_token: dict[str, float] = {}
 
     def mint(self, lifetime: int = ACCESS_TOKEN_LIFETIME) -> str:
+        now = time.time()
+        self._expiry_by_token = {t: expiry for t, expiry in self._expiry_by_token.items() if expiry > now}
         token = "ya29.sandbox." + secrets.token_urlsafe(32)
-        self._expiry_by_token[token] = time.time() + lifetime
+        self._expiry_by_token[token] = now + lifetime
         return token
 
     def is_valid(self, token: str | None) -> bool:

@@ -196,9 +196,10 @@ def fault_middleware(api_name: str, sandbox: Any):
             if rule is not None and rule.delay:
                 await asyncio.sleep(float(rule.delay))
             if rule is not None and rule.drop:
+                # Abort rather than close: the client sees a reset, and aiohttp skips the response.
                 if request.transport is not None:
-                    request.transport.close()
-                raise ConnectionResetError("connection dropped by an injected fault")
+                    request.transport.abort()
+                return web.Response(status=499)
             if rule is not None and rule.status is not None:
                 response = _fault_response(api_name, int(rule.status), rule.retry_after)
             else:

@@ -336,11 +336,16 @@ class ComputeApi:
             taken.append((cidr, f"{subnet['name']} ({label})"))
 
     def _check_single_active_proxy(self, project: str, region: str, network_name: str, subnet: dict) -> None:
-        if subnet.get("role") != "ACTIVE":
+        if (subnet.get("purpose"), subnet.get("role")) != ("REGIONAL_MANAGED_PROXY", "ACTIVE"):
             return
-        if self._state.proxy_only_subnet_active(project, region, network_name) and subnet["purpose"] == (
-            "REGIONAL_MANAGED_PROXY"
-        ):
+        pending = [
+            other
+            for (p, r, _), other in self._pending_subnetworks.items()
+            if (p, r) == (project, region)
+            and validation.last_segment(other["network"]) == network_name
+            and (other.get("purpose"), other.get("role")) == ("REGIONAL_MANAGED_PROXY", "ACTIVE")
+        ]
+        if pending or self._state.proxy_only_subnet_active(project, region, network_name):
             raise bad_request(
                 f"Invalid resource usage: there is already an ACTIVE REGIONAL_MANAGED_PROXY subnetwork in "
                 f"region {region} of network '{network_name}'."

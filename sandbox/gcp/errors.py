@@ -159,4 +159,5 @@ async def gcp_error_middleware(request: web.Request, handler):
     except web.HTTPNotFound:
         return GcpError(404, f"The requested URL {request.path} was not found on this server.").response()
     except web.HTTPMethodNotAllowed:
-        return GcpError(405, f"Method {request.method} is not allowed for {request.path}.").response()
+        # Google front ends answer 404 for a method a path does not support.
+        return GcpError(404, f"Method {request.method} is not supported for {request.path}.").response()

@@ -114,15 +114,17 @@ class _ClusterWaitSensor(ClusterOperatorMixin, BaseSensorOperator):
             self.log.info("%s", message)
             return event.get("result")
         if status == "timeout":
-            raise AirflowSensorTimeout(message)
-        raise AirflowFailException(message)
+            raise AirflowSensorTimeout(f"{message} ({self.tutorial_step})")
+        raise AirflowFailException(f"{message} ({self.tutorial_step})")
 
     def poke(self, context: Context) -> PokeReturnValue:
         trigger = self.make_trigger(time.time(), self._wait_seconds())
         verdict: Verdict = trigger.check(self.kube_hook, time.time())
         self.log.info("%s: %s", trigger.describe(), verdict.state)
         if verdict.failure:
-            raise AirflowFailException(f"{trigger.describe()} cannot succeed: {verdict.failure}")
+            raise AirflowFailException(
+                f"{trigger.describe()} cannot succeed: {verdict.failure} ({self.tutorial_step})"
+            )
         return PokeReturnValue(is_done=verdict.done, xcom_value=verdict.result)
 
 

@@ -65,7 +65,7 @@ def apply_defaults(
 ) -> None:
     """Fill server-side defaults in place (`previous` is the stored object on updates)."""
     if resource_type.has_status and previous is None:
-        obj.setdefault("status", {})
+        obj["status"] = {}  # status belongs to controllers: a create through the API cannot set it
     defaulter = _DEFAULTERS.get((resource_type.api_version, resource_type.kind))
     if defaulter is not None:
         defaulter(obj, previous, service_addresses)
@@ -92,7 +92,8 @@ def _service(obj: dict[str, Any], previous: dict[str, Any] | None, addresses: Se
     for port in spec.get("ports") or []:
         port.setdefault("protocol", "TCP")
         port.setdefault("targetPort", port.get("port"))
-    obj.setdefault("status", {"loadBalancer": {}})
+    if not obj.get("status"):
+        obj["status"] = {"loadBalancer": {}}
 
 
 def _namespace(obj: dict[str, Any], previous: dict[str, Any] | None, _: ServiceAddresses) -> None:

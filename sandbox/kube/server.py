@@ -53,9 +53,8 @@ class ResourceRequest:
 
 
 def _json(body: Any, status: int = 200, content_type: str = "application/json") -> web.Response:
-    return web.Response(
-        text=json.dumps(body), status=status, content_type=None, headers={"Content-Type": content_type}
-    )
+    # Bytes keep the Content-Type exactly as given (aggregated discovery is matched on it).
+    return web.Response(body=json.dumps(body).encode(), status=status, headers={"Content-Type": content_type})
 
 
 @web.middleware

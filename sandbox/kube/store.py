@@ -194,6 +194,11 @@ class ObjectStore:
             (event_type, copy.deepcopy(obj)) for rv, event_type, obj in self._history if rv > resource_version
         ]
 
+    def compact(self, revision: int) -> None:
+        """Forget changes up to `revision`, as etcd compaction does; older watches then get 410 Gone."""
+        while self._history and self._history[0][0] <= revision:
+            self._history.popleft()
+
     # -- internals -----------------------------------------------------------------------------
 
     def _plural_and_group(self, obj: dict[str, Any]) -> tuple[str, str]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import json
 import time
 
+import httpx
 import pytest
 from kubernetes import client as k8s
 from kubernetes import watch
@@ -444,3 +446,101 @@ def test_a_custom_resource_of_an_unknown_kind_is_not_found(dynamic, namespace):
     pools = dynamic.resources.get(api_version="inference.networking.k8s.io/v1", kind="InferencePool")
     with pytest.raises(NotFoundError):
         pools.get(name="absent", namespace=namespace)
+
+
+# -- discovery and OpenAPI, as raw HTTP -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def http(kube):
+    with httpx.Client(
+        base_url=kube.url,
+        verify=str(kube.ca_file),
+        headers={"Authorization": f"Bearer {kube.token}"},
+        timeout=10,
+    ) as client:
+        yield client
+
+
+@pytest.mark.parametrize(
+    "path", ["/version/", "/api/", "/apis/", "/api/v1/", "/apis/apps/v1/", "/apis/apps/"]
+)
+def test_discovery_tolerates_trailing_slashes(http, path):
+    response = http.get(path)
+    assert response.status_code == 200, response.text
+    assert response.json()
+
+
+def test_legacy_discovery_lists_status_subresources(http):
+    resources = {r["name"]: r for r in http.get("/apis/gateway.networking.k8s.io/v1").json()["resources"]}
+    assert resources["gateways"]["namespaced"] and resources["gateways"]["kind"] == "Gateway"
+    assert resources["gateways/status"]["verbs"] == ["get", "patch", "update"]
+    assert not resources["gatewayclasses"]["namespaced"]
+
+
+def test_aggregated_discovery_when_asked(http):
+    accept = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
+    response = http.get("/apis", headers={"Accept": accept})
+    assert response.headers["Content-Type"].startswith("application/json;g=apidiscovery.k8s.io;v=v2")
+    groups = {item["metadata"]["name"]: item for item in response.json()["items"]}
+    pools = groups["inference.networking.k8s.io"]["versions"][0]["resources"][0]
+    assert (pools["resource"], pools["scope"], pools["shortNames"]) == (
+        "inferencepools",
+        "Namespaced",
+        ["infpool"],
+    )
+    assert http.get("/apis").json()["kind"] == "APIGroupList"  # plain JSON otherwise
+
+
+def test_openapi_v3_declares_field_validation_on_patch(http):
+    index = http.get("/openapi/v3").json()["paths"]
+    assert {"api/v1", "apis/apps/v1", "apis/gateway.networking.k8s.io/v1"} <= set(index)
+    document = http.get(index["apis/apps/v1"]["serverRelativeURL"]).json()
+    patch = document["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"]
+    assert patch["x-kubernetes-group-version-kind"] == {
+        "group": "apps",
+        "version": "v1",
+        "kind": "Deployment",
+    }
+    assert "fieldValidation" in {p["name"] for p in patch["parameters"]}
+    assert http.get("/openapi/v2").status_code == 404
+
+
+def test_unknown_resources_and_verbs_are_status_errors(http):
+    missing = http.get("/apis/example.com/v1/widgets")
+    assert missing.status_code == 404 and missing.json()["kind"] == "Status"
+    not_allowed = http.put("/api/v1/namespaces/default/configmaps", json={})
+    assert not_allowed.status_code == 405 and not_allowed.json()["reason"] == "MethodNotAllowed"
+    wrong_kind = http.post(
+        "/api/v1/namespaces/default/configmaps", json={"apiVersion": "v1", "kind": "Secret"}
+    )
+    assert wrong_kind.status_code == 400 and wrong_kind.json()["reason"] == "BadRequest"
+
+
+def test_watch_from_an_expired_version_reports_410_gone(kube, http):
+    kube.run(kube.cluster.store.compact, 2)
+    response = http.get(
+        "/api/v1/namespaces", params={"watch": "true", "resourceVersion": "1", "timeoutSeconds": "1"}
+    )
+    event = json.loads(response.text.splitlines()[0])
+    assert event["type"] == "ERROR"
+    assert event["object"]["code"] == 410
+
+
+def test_status_sent_on_create_is_ignored(http, namespace):
+    created = http.post(
+        f"/apis/apps/v1/namespaces/{namespace}/deployments",
+        json={**deployment("nostatus", namespace, replicas=0), "status": {"readyReplicas": 9}},
+    )
+    assert created.status_code == 201
+    assert created.json()["status"] == {}
+
+
+def test_tables_for_kubectl_get(http, namespace):
+    accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+    http.post(f"/api/v1/namespaces/{namespace}/configmaps", json={"metadata": {"name": "tabled"}})
+    table = http.get(f"/api/v1/namespaces/{namespace}/configmaps", headers={"Accept": accept}).json()
+    assert table["kind"] == "Table"
+    assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Age"]
+    assert table["rows"][0]["cells"][0] == "tabled"
+    assert table["rows"][0]["object"]["metadata"]["name"] == "tabled"

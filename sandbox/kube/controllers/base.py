@@ -29,6 +29,7 @@ class Controller:
         self.profile = cluster.sandbox.profile
         self._task: asyncio.Task | None = None
         self._timers: set[asyncio.TimerHandle] = set()
+        self._due: dict[tuple[str | None, str, str], float] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -72,11 +73,17 @@ class Controller:
             self._guarded(self.reconcile, obj)
 
     def reconcile_later(self, delay: float, obj: dict[str, Any]) -> None:
+        """Reconcile `obj` again after `delay` seconds (one pending timer per object is enough)."""
         metadata = obj["metadata"]
         key = (metadata.get("namespace"), metadata["name"], metadata["uid"])
+        due = asyncio.get_running_loop().time() + max(delay, 0.0)
+        if key in self._due and self._due[key] <= due + 0.001:
+            return
+        self._due[key] = due
         self.after(delay, lambda: self._reconcile_key(*key))
 
     def _reconcile_key(self, namespace: str | None, name: str, uid: str) -> None:
+        self._due.pop((namespace, name, uid), None)
         api_version, kind = self.primary
         current = self.store.get(api_version, kind, namespace, name)
         if current is not None and current["metadata"]["uid"] == uid:

@@ -4,7 +4,14 @@ Two kinds of faults:
 * HTTP rules, applied by `fault_middleware` before a request reaches its handler: answer with a
   status (and Retry-After), add a delay, or drop the connection without a response.
 * Behaviours, named switches that the simulated controllers consult (`behaviour(name, **match)`),
-  e.g. "cluster_error" makes a cluster go to ERROR instead of RUNNING.
+  e.g. "cluster_error" makes a cluster go to ERROR instead of RUNNING. A behaviour rule applies
+  when every key of its match equals the attribute the controller passes:
+    operation_error: api ("compute"|"container"|"serviceusage"), operation (Compute "insert"/"delete",
+                     "CREATE_CLUSTER", Service Usage "enable"/"batchEnable"), resource (the resource
+                     or service name), project
+    cluster_error:   project, location, cluster
+    pods_never_ready, gateway_never_programmed: see sandbox.kube.controllers (project, location,
+                     cluster, namespace, and the object's own names)
 """
 
 from __future__ import annotations

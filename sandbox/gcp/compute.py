@@ -8,6 +8,7 @@ import ipaddress
 import re
 import secrets
 import time
+import uuid
 from typing import Any
 
 from aiohttp import web
@@ -40,6 +41,7 @@ class ComputeApi:
         self._state: GcpState = sandbox.gcp
         self._runner = runner
         self._operations: dict[tuple[str, str | None, str], Operation] = {}
+        self._operations_by_request_id: dict[tuple[str, str], tuple[str | None, Operation]] = {}
         # Names and ranges claimed by inserts whose operations have not finished yet.
         self._pending_networks: set[tuple[str, str]] = set()
         self._pending_subnetworks: dict[tuple[str, str, str], dict] = {}
@@ -49,19 +51,37 @@ class ComputeApi:
         networks = project + "/global/networks"
         subnetworks = project + "/regions/{region}/subnetworks"
         return [
-            web.post(networks, self.insert_network),
+            web.post(networks, self._mutation(self.insert_network)),
             web.get(networks, self.list_networks),
             web.get(networks + "/{network}", self.get_network),
-            web.delete(networks + "/{network}", self.delete_network),
-            web.post(subnetworks, self.insert_subnetwork),
+            web.delete(networks + "/{network}", self._mutation(self.delete_network)),
+            web.post(subnetworks, self._mutation(self.insert_subnetwork)),
             web.get(subnetworks, self.list_subnetworks),
             web.get(subnetworks + "/{subnetwork}", self.get_subnetwork),
-            web.delete(subnetworks + "/{subnetwork}", self.delete_subnetwork),
+            web.delete(subnetworks + "/{subnetwork}", self._mutation(self.delete_subnetwork)),
             web.get(project + "/global/operations/{operation}", self.get_operation),
             web.post(project + "/global/operations/{operation}/wait", self.wait_operation),
             web.get(project + "/regions/{region}/operations/{operation}", self.get_operation),
             web.post(project + "/regions/{region}/operations/{operation}/wait", self.wait_operation),
         ]
+
+    def _mutation(self, action):
+        """Run a create/delete; a repeated `requestId` gets the first call's operation back, as on GCP."""
+
+        async def handle(request: web.Request) -> web.Response:
+            project = self._project(request)
+            request_id = request.query.get("requestId")
+            if request_id is not None:
+                _require_uuid(request_id)
+                earlier = self._operations_by_request_id.get((project, request_id))
+                if earlier is not None:
+                    return web.json_response(self._operation_json(project, *earlier))
+            region, operation = await action(request, project)
+            if request_id is not None:
+                self._operations_by_request_id[(project, request_id)] = (region, operation)
+            return web.json_response(self._operation_json(project, region, operation))
+
+        return handle
 
     def _project(self, request: web.Request) -> str:
         project = self._state.project(request.match_info["project"])
@@ -70,8 +90,7 @@ class ComputeApi:
 
     # --- networks
 
-    async def insert_network(self, request: web.Request) -> web.Response:
-        project = self._project(request)
+    async def insert_network(self, request: web.Request, project: str) -> tuple[str | None, Operation]:
         body = await validation.json_body(request)
         name = validation.require_rfc1035_name("network", body.get("name"))
         if body.get("autoCreateSubnetworks") is not False:
@@ -112,8 +131,7 @@ class ComputeApi:
             finally:
                 self._pending_networks.discard(key)
 
-        operation = self._start(project, None, "insert", self_link, network_id, create)
-        return web.json_response(self._operation_json(project, None, operation))
+        return None, self._start(project, None, "insert", self_link, network_id, create)
 
     async def get_network(self, request: web.Request) -> web.Response:
         project = self._project(request)
@@ -128,8 +146,7 @@ class ComputeApi:
             )
         )
 
-    async def delete_network(self, request: web.Request) -> web.Response:
-        project = self._project(request)
+    async def delete_network(self, request: web.Request, project: str) -> tuple[str | None, Operation]:
         network = self._network(project, request.match_info["network"])
         name = network["name"]
         users = self._state.subnetworks_of(project, name)
@@ -145,8 +162,7 @@ class ComputeApi:
             await self._simulate_work("delete", name, project)
             self._state.networks.pop((project, name), None)
 
-        operation = self._start(project, None, "delete", network["selfLink"], network["id"], delete)
-        return web.json_response(self._operation_json(project, None, operation))
+        return None, self._start(project, None, "delete", network["selfLink"], network["id"], delete)
 
     def _network(self, project: str, name: str) -> dict:
         network = self._state.networks.get((project, name))
@@ -158,8 +174,7 @@ class ComputeApi:
 
     # --- subnetworks
 
-    async def insert_subnetwork(self, request: web.Request) -> web.Response:
-        project = self._project(request)
+    async def insert_subnetwork(self, request: web.Request, project: str) -> tuple[str | None, Operation]:
         region = validation.require_region(request.match_info["region"])
         body = await validation.json_body(request)
         name = validation.require_rfc1035_name("subnetwork", body.get("name"))
@@ -181,8 +196,7 @@ class ComputeApi:
             finally:
                 self._pending_subnetworks.pop(key, None)
 
-        operation = self._start(project, region, "insert", subnet["selfLink"], subnet["id"], create)
-        return web.json_response(self._operation_json(project, region, operation))
+        return region, self._start(project, region, "insert", subnet["selfLink"], subnet["id"], create)
 
     async def get_subnetwork(self, request: web.Request) -> web.Response:
         project = self._project(request)
@@ -204,8 +218,7 @@ class ComputeApi:
             )
         )
 
-    async def delete_subnetwork(self, request: web.Request) -> web.Response:
-        project = self._project(request)
+    async def delete_subnetwork(self, request: web.Request, project: str) -> tuple[str | None, Operation]:
         region = request.match_info["region"]
         subnet = self._subnetwork(project, region, request.match_info["subnetwork"])
         name = subnet["name"]
@@ -226,8 +239,7 @@ class ComputeApi:
             await self._simulate_work("delete", name, project)
             self._state.subnetworks.pop((project, region, name), None)
 
-        operation = self._start(project, region, "delete", subnet["selfLink"], subnet["id"], delete)
-        return web.json_response(self._operation_json(project, region, operation))
+        return region, self._start(project, region, "delete", subnet["selfLink"], subnet["id"], delete)
 
     def _subnetwork(self, project: str, region: str, name: str) -> dict:
         subnet = self._state.subnetworks.get((project, region, name))
@@ -416,6 +428,15 @@ class ComputeApi:
             body["httpErrorStatusCode"] = error.code
             body["httpErrorMessage"] = error.status.replace("_", " ")
         return body
+
+
+def _require_uuid(request_id: str) -> None:
+    try:
+        parsed = uuid.UUID(request_id)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.int == 0:
+        raise bad_request(f"Invalid value for field 'requestId': '{request_id}'. It must be a non-zero UUID.")
 
 
 def _compute_error_code(error: GcpError) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from google.api_core import exceptions
 from google.cloud import compute_v1
@@ -102,6 +104,31 @@ def test_operations_progress_and_get_returns_the_same_operation(google):
     assert finished.status == fetched.status == DONE
     assert fetched.id == started.id and int(fetched.id) > 0
     assert google.networks.get(project=google.project, network=name).name == name
+
+
+def test_a_retried_insert_with_the_same_request_id_gets_the_first_operation(google):
+    request_id = str(uuid.uuid4())
+    network = compute_v1.Network(name=unique_name("vpc"), auto_create_subnetworks=False)
+    request = compute_v1.InsertNetworkRequest(
+        project=google.project, network_resource=network, request_id=request_id
+    )
+    first = google.networks.insert_unary(request=request)
+    google.global_operations.wait(project=google.project, operation=first.name)
+    again = google.networks.insert_unary(request=request)
+    assert again.name == first.name and again.status == DONE
+
+    with pytest.raises(exceptions.Conflict):
+        google.networks.insert_unary(
+            request=compute_v1.InsertNetworkRequest(
+                project=google.project, network_resource=network, request_id=str(uuid.uuid4())
+            )
+        )
+    with pytest.raises(exceptions.BadRequest, match="requestId"):
+        google.networks.insert_unary(
+            request=compute_v1.InsertNetworkRequest(
+                project=google.project, network_resource=network, request_id="not-a-uuid"
+            )
+        )
 
 
 def test_listing_networks_with_a_name_filter(google, network):

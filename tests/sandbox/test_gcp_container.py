@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from google.api_core import exceptions
 from google.cloud import compute_v1, container_v1
+from kubernetes import client as k8s
+from kubernetes import config as kube_config
 
 from sandbox.testing import GoogleClients, enable_gke_apis, running_sandbox, unique_name, wait_until
 
@@ -118,8 +120,14 @@ def test_an_autopilot_cluster_provisions_then_runs_with_a_kubernetes_endpoint(sa
     key = f"{parent(google)}/clusters/{name}"
     kube = sandbox.sandbox.clusters[key]
     assert cluster.endpoint == kube.endpoint and cluster.endpoint.startswith("127.0.0.1:")
-    kubeconfig = json.loads((Path(sandbox.info["kubeconfig_dir"]) / f"{name}.yaml").read_text())
-    assert kubeconfig["clusters"][0]["cluster"]["server"] == f"https://{cluster.endpoint}"
+    kubeconfig_file = Path(sandbox.info["kubeconfig_dir"]) / f"{name}.yaml"
+    assert (
+        json.loads(kubeconfig_file.read_text())["clusters"][0]["cluster"]["server"]
+        == f"https://{cluster.endpoint}"
+    )
+    with kube_config.new_client_from_config(config_file=str(kubeconfig_file)) as api:
+        namespaces = {item.metadata.name for item in k8s.CoreV1Api(api).list_namespace().items}
+    assert "default" in namespaces
 
     delete_and_wait(google, name)
     assert key not in sandbox.sandbox.clusters
@@ -207,6 +215,11 @@ def test_a_cluster_cannot_be_deleted_while_it_provisions(google, vpc):
         ),
         ({"name": "Bad_Name"}, REGION, "Must be a match of regex"),
         ({}, "us-central1-a", "Autopilot clusters must be regional"),
+        (
+            {"node_pools": [{"name": "default-pool", "initial_node_count": 1}]},
+            REGION,
+            "node_pools must not be set",
+        ),
         ({}, "us-moon1", 'Location "us-moon1" does not exist'),
     ],
 )

@@ -138,15 +138,30 @@ def test_scaling_and_template_changes(kube, api, dynamic, namespace):
     kube.wait_for(lambda: len(pods_of_store(kube, namespace, "scaled")) == 1, what="scale down to 1")
 
     first_replica_sets = {rs.metadata.name for rs in apps.list_namespaced_replica_set(namespace).items}
-    manifest = vllm_deployment("scaled", namespace, replicas=1)
+    old_pod = pods_of_store(kube, namespace, "scaled")[0]["metadata"]["name"]
+    # The new template needs a Secret that does not exist yet, so its pod cannot start.
+    manifest = vllm_deployment("scaled", namespace, replicas=1, env=HF_ENV)
     manifest["spec"]["template"]["spec"]["containers"][0]["image"] = "vllm/vllm-openai:v0.9.0"
     apply(dynamic, manifest, namespace)
+    during = kube.wait_for(
+        lambda: (
+            (pods := pods_of_store(kube, namespace, "scaled"))
+            and any(waiting_reason(p) == "CreateContainerConfigError" for p in pods)
+            and pods
+        ),
+        what="the new pod to be stuck",
+    )
+    assert old_pod in {
+        p["metadata"]["name"] for p in during if is_ready(p)
+    }  # rolling update: old pod serves on
+
+    create_hf_secret(api, namespace, "hf_valid")
     pods = wait_for_pods(
         kube,
         namespace,
         "scaled",
         lambda p: p["spec"]["containers"][0]["image"].endswith("v0.9.0") and is_ready(p),
-        "a Ready pod of the new template",
+        "the rollout to finish",
     )
     assert len(pods) == 1
     replica_sets = {

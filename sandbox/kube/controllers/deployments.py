@@ -111,10 +111,32 @@ class DeploymentController(Controller):
             current = self._create_replica_set(deployment, current_name, template, replica_sets)
         elif int(current["spec"].get("replicas", 0)) != wanted:
             self._scale(current, wanted)
-        for old in replica_sets:
-            if old["metadata"]["name"] != current_name and int(old["spec"].get("replicas", 0)) != 0:
-                self._scale(old, 0)
+        self._retire_old_replica_sets(deployment, current, replica_sets, wanted)
         self._update_status(deployment, current, replica_sets, wanted)
+
+    def _retire_old_replica_sets(
+        self,
+        deployment: dict[str, Any],
+        current: dict[str, Any],
+        replica_sets: list[dict[str, Any]],
+        wanted: int,
+    ) -> None:
+        """Recreate drops old pods at once; RollingUpdate keeps old pods serving until new ones are Ready."""
+        strategy = ((deployment.get("spec") or {}).get("strategy") or {}).get("type", "RollingUpdate")
+        new_ready = sum(
+            1
+            for pod in owned_by(current, self.store.list(*POD, current["metadata"]["namespace"]))
+            if _pod_is_ready(pod)
+        )
+        still_needed = 0 if strategy == "Recreate" else max(0, wanted - new_ready)
+        for old in replica_sets:
+            if old["metadata"]["name"] == current["metadata"]["name"]:
+                continue
+            replicas = int(old["spec"].get("replicas", 0))
+            target = min(replicas, still_needed)
+            still_needed -= target
+            if replicas != target:
+                self._scale(old, target)
 
     def _create_replica_set(
         self, deployment: dict[str, Any], name: str, template: dict[str, Any], existing: list[dict[str, Any]]

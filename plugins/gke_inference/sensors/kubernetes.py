@@ -41,6 +41,7 @@ class _ClusterWaitSensor(ClusterOperatorMixin, BaseSensorOperator):
         "namespace",
         "wait_timeout",
     )
+    tutorial_step = "tutorial 4.1"
 
     def __init__(
         self,

@@ -28,7 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--gke-version", default=DEFAULT_GKE_VERSION)
     serve.add_argument("--host", default="127.0.0.1", help="a loopback address to bind")
     serve.add_argument(
-        "--state-dir", type=Path, help="where keys and kubeconfigs go (default: next to the info file)"
+        "--state-dir",
+        type=Path,
+        help="where the key file and kubeconfigs go (default: a temporary directory removed on exit)",
     )
     return parser
 
@@ -43,13 +45,12 @@ def _write_atomically(path: Path, content: str) -> None:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    state_dir = args.state_dir or args.info_file.resolve().parent / f"{args.info_file.stem}.state"
     sandbox = Sandbox(
         profile=args.profile,
         project_id=args.project_id,
         gke_version=args.gke_version,
         host=args.host,
-        state_dir=state_dir,
+        state_dir=args.state_dir,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -74,6 +74,7 @@ def test_serve_writes_the_info_file_and_stops_on_sigterm(tmp_path):
     assert process.returncode == 0, output
     assert "sandbox ready" in output
     assert info["access_token"] not in output
+    assert not info_file.exists() and not Path(info["key_path"]).exists()
 
 
 def test_serve_refuses_a_non_loopback_host(tmp_path):

@@ -66,6 +66,18 @@ def resource_list(registry: ResourceRegistry, group: str, version: str) -> dict[
                     "verbs": STATUS_VERBS,
                 }
             )
+        if resource_type.has_scale:
+            resources.append(
+                {
+                    "name": f"{resource_type.plural}/scale",
+                    "singularName": "",
+                    "namespaced": resource_type.namespaced,
+                    "group": "autoscaling",
+                    "version": "v1",
+                    "kind": "Scale",
+                    "verbs": STATUS_VERBS,
+                }
+            )
     return {
         "kind": "APIResourceList",
         "apiVersion": "v1",
@@ -145,10 +157,14 @@ def _aggregated_resource(resource_type: ResourceType) -> dict[str, Any]:
         resource["shortNames"] = list(resource_type.short_names)
     if resource_type.categories:
         resource["categories"] = list(resource_type.categories)
+    subresources = []
     if resource_type.has_status:
-        resource["subresources"] = [
-            {"subresource": "status", "responseKind": response_kind, "verbs": STATUS_VERBS}
-        ]
+        subresources.append({"subresource": "status", "responseKind": response_kind, "verbs": STATUS_VERBS})
+    if resource_type.has_scale:
+        scale_kind = {"group": "autoscaling", "version": "v1", "kind": "Scale"}
+        subresources.append({"subresource": "scale", "responseKind": scale_kind, "verbs": STATUS_VERBS})
+    if subresources:
+        resource["subresources"] = subresources
     return resource
 
 

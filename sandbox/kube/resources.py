@@ -19,6 +19,7 @@ class ResourceType:
     singular: str = ""
     short_names: tuple[str, ...] = ()
     has_status: bool = False
+    has_scale: bool = False  # a `scale` subresource over spec.replicas (Deployments, ReplicaSets)
     categories: tuple[str, ...] = ()
     verbs: tuple[str, ...] = ALL_VERBS
     from_crd: str | None = field(default=None, compare=False)

@@ -18,6 +18,7 @@ from sandbox.kube.admission import apply_defaults, validate
 from sandbox.kube.apply import record_update, server_side_apply
 from sandbox.kube.patches import json_patch, merge_patch, strategic_merge_patch
 from sandbox.kube.resources import ResourceType
+from sandbox.kube.scale import scale_view, with_replicas
 from sandbox.kube.selectors import fields_match, labels_match, parse_field_selector, parse_label_selector
 from sandbox.kube.status import (
     KubeApiError,
@@ -172,10 +173,14 @@ class KubeApiServer:
         return ResourceRequest(resource_type, None, _at(rest, 1), _at(rest, 2))
 
     async def _serve(self, request: web.Request, target: ResourceRequest) -> web.StreamResponse:
-        if target.subresource not in (None, "status") or (
+        if target.subresource not in (None, "status", "scale") or (
             target.subresource == "status" and not target.resource_type.has_status
         ):
             raise resource_not_served(request.path)
+        if target.subresource == "scale":
+            if not target.resource_type.has_scale or target.name is None:
+                raise resource_not_served(request.path)
+            return await self._scale(request, target)
         if target.name is None:
             if target.resource_type.namespaced is False and target.namespace is not None:
                 raise resource_not_served(request.path)
@@ -328,23 +333,26 @@ class KubeApiServer:
         if existing is None:
             raise not_found(resource_type.plural, target.name or "", resource_type.group)
         body = _parse_json(raw)
-        if content_type == "application/json-patch+json":
-            patched = json_patch(existing, body)
-        elif content_type == "application/merge-patch+json":
-            patched = merge_patch(existing, _require_object(body))
-        elif content_type == "application/strategic-merge-patch+json":
-            if resource_type.from_crd is not None:
-                raise unsupported_media_type(
-                    f"{content_type}: strategic merge patch is not supported for custom resources"
-                )
-            patched = strategic_merge_patch(existing, _require_object(body))
-        else:
-            raise unsupported_media_type(content_type or "(no Content-Type)")
-        patched.setdefault("metadata", {})["resourceVersion"] = (
-            (body.get("metadata") or {}).get("resourceVersion") if isinstance(body, dict) else None
-        ) or existing["metadata"]["resourceVersion"]
+        patched = _patched(existing, content_type, body, strategic=resource_type.from_crd is None)
         incoming = self._conform(patched, target, name_from_path=True)
         return self._write(request, target, existing, incoming)
+
+    async def _scale(self, request: web.Request, target: ResourceRequest) -> web.Response:
+        """The `scale` subresource (autoscaling/v1 Scale): what `kubectl scale` reads and writes."""
+        raw = await request.text()
+        existing = self._existing(target)
+        if request.method == "GET":
+            return _json(scale_view(existing))
+        if request.method not in ("PUT", "PATCH"):
+            raise method_not_allowed(f"the scale subresource does not allow {request.method}")
+        body = _parse_json(raw)
+        if request.method == "PUT":
+            wanted = _require_object(body)
+        else:
+            content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+            wanted = _patched(scale_view(existing), content_type, body, strategic=True)
+        updated = with_replicas(existing, wanted, target.resource_type.plural)
+        return _json(scale_view(self.store.replace(updated)))
 
     def _apply(
         self, request: web.Request, target: ResourceRequest, existing: dict[str, Any] | None, body: Any
@@ -531,6 +539,27 @@ def _parse_yaml(raw: str) -> Any:
         return yaml.safe_load(raw)
     except yaml.YAMLError as error:
         raise bad_request(f"the request body is not valid YAML: {error}") from None
+
+
+def _patched(document: dict[str, Any], content_type: str, body: Any, *, strategic: bool) -> dict[str, Any]:
+    """`document` with a json, merge or strategic-merge patch applied (resourceVersion from the patch, if any)."""
+    if content_type == "application/json-patch+json":
+        patched = json_patch(document, body)
+    elif content_type == "application/merge-patch+json":
+        patched = merge_patch(document, _require_object(body))
+    elif content_type == "application/strategic-merge-patch+json":
+        if not strategic:
+            raise unsupported_media_type(
+                f"{content_type}: strategic merge patch is not supported for custom resources"
+            )
+        patched = strategic_merge_patch(document, _require_object(body))
+    else:
+        raise unsupported_media_type(content_type or "(no Content-Type)")
+    sent_version = (body.get("metadata") or {}).get("resourceVersion") if isinstance(body, dict) else None
+    patched.setdefault("metadata", {})["resourceVersion"] = (
+        sent_version or document["metadata"]["resourceVersion"]
+    )
+    return patched
 
 
 def _require_object(body: Any) -> dict[str, Any]:

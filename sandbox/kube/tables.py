@@ -95,6 +95,13 @@ COLUMNS: dict[tuple[str, str], list[Column]] = {
         ("Available", "integer", 0, lambda o: (o.get("status") or {}).get("availableReplicas", 0)),
         AGE,
     ],
+    ("apps/v1", "ReplicaSet"): [
+        NAME,
+        ("Desired", "integer", 0, lambda o: (o.get("spec") or {}).get("replicas", 0)),
+        ("Current", "integer", 0, lambda o: (o.get("status") or {}).get("replicas", 0)),
+        ("Ready", "integer", 0, lambda o: (o.get("status") or {}).get("readyReplicas", 0)),
+        AGE,
+    ],
     ("v1", "Service"): [
         NAME,
         ("Type", "string", 0, lambda o: (o.get("spec") or {}).get("type", "ClusterIP")),

@@ -132,8 +132,10 @@ def test_scaling_and_template_changes(kube, api, dynamic, namespace):
     apply(dynamic, vllm_deployment("scaled", namespace, replicas=1), namespace)
     wait_for_pods(kube, namespace, "scaled", is_ready, "one Ready pod")
 
-    apps.patch_namespaced_deployment("scaled", namespace, {"spec": {"replicas": 3}})
+    scale = apps.patch_namespaced_deployment_scale("scaled", namespace, {"spec": {"replicas": 3}})
+    assert (scale.kind, scale.spec.replicas, scale.status.selector) == ("Scale", 3, "app=scaled")
     kube.wait_for(lambda: len(pods_of_store(kube, namespace, "scaled")) == 3, what="scale up to 3")
+    assert apps.read_namespaced_deployment_scale("scaled", namespace).status.replicas == 3
     apps.patch_namespaced_deployment("scaled", namespace, {"spec": {"replicas": 1}})
     kube.wait_for(lambda: len(pods_of_store(kube, namespace, "scaled")) == 1, what="scale down to 1")
 

@@ -132,6 +132,10 @@ def test_the_tutorial_flow_with_kubectl(kube, kubectl, namespace, tmp_path):
     assert gateways_table[0].split() == ["NAME", "CLASS", "ADDRESS", "PROGRAMMED", "AGE"]
     assert gateways_table[1].split()[1:4] == ["gke-l7-regional-external-managed", address, "True"]
 
+    kubectl("scale", "deployment/vllm-llama3-1-8b-instruct", "-n", namespace, "--replicas=2")
+    kubectl("rollout", "status", "deployment/vllm-llama3-1-8b-instruct", "-n", namespace, "--timeout=20s")
+    assert len(kubectl("get", "pods", "-n", namespace, "-o", "name").stdout.split()) == 2
+
     created_again = kubectl("create", "-f", str(manifests), check=False)
     assert created_again.returncode != 0
     assert "Error from server (AlreadyExists)" in created_again.stderr

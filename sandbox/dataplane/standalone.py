@@ -5,7 +5,8 @@ Gateway is programmed. Used by `make bench` (through loadtest.py) and by the dat
 from __future__ import annotations
 
 import asyncio
-import itertools
+import random
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,13 +23,36 @@ GATEWAY = "inference-gateway"
 NAMESPACE = "default"
 POOL_REF = {"group": "inference.networking.k8s.io", "kind": "InferencePool", "name": POOL}
 
-# Apart from the addresses a running Sandbox hands out (127.1.x.y upwards), so both can coexist.
-_ADDRESSES = (f"127.77.{n // 250}.{n % 250 + 1}" for n in itertools.count())
+# Each process draws its own 127.N.0.0/16 (N in 100..199, apart from the 127.1.x.y a Sandbox hands out),
+# and skips addresses whose model-server or gateway port is taken, so parallel test runs and a benchmark
+# do not collide.
+_PROBED_PORTS = (80, 8000)
+_ADDRESSES = (
+    f"127.{second}.{n // 250}.{n % 250 + 1}"
+    for second in [100 + random.SystemRandom().randrange(100)]
+    for n in range(250 * 256)
+)
+
+
+def _ports_free(address: str) -> bool:
+    for port in _PROBED_PORTS:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((address, port))
+            except PermissionError:
+                continue  # a privileged port, unprobeable without root: no evidence either way
+            except OSError:
+                return False
+    return True
 
 
 class LoopbackAddresses:
     def allocate(self) -> str:
-        return next(_ADDRESSES)
+        for address in _ADDRESSES:
+            if _ports_free(address):
+                return address
+        raise RuntimeError("no free loopback address left for the standalone data plane")
 
 
 @dataclass(frozen=True)

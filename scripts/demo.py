@@ -50,19 +50,21 @@ def print_summary(dag_run, elapsed_s: float) -> None:
     for ti in task_instances:
         duration = f"{ti.duration:7.1f}" if ti.duration is not None else "      -"
         print(f"{ti.task_id:<{width}}  {str(ti.state):<16} {ti.try_number:>5}  {duration}")
-    report = _report(dag_run)
+    report = run_report(dag_run)
     if report:
         print("\nRun report:")
         print(json.dumps(report, indent=2, ensure_ascii=False))
 
 
-def _report(dag_run) -> dict | None:
+def run_report(dag_run) -> dict | None:
+    """The `run_report` task's XCom of a finished run, read from the metadata DB."""
     from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
 
-    row = XComModel.get_many(
-        run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=REPORT_TASK_ID, key="return_value"
-    ).first()
-    return XComModel.deserialize_value(row) if row is not None else None
+    query = XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=REPORT_TASK_ID)
+    with create_session() as session:
+        row = session.scalars(query.where(XComModel.key == "return_value")).first()
+        return XComModel.deserialize_value(row) if row is not None else None
 
 
 if __name__ == "__main__":

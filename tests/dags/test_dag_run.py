@@ -1,0 +1,129 @@
+"""The whole DAG against the shared sandbox: a first run, a rerun, and a run with other params.
+
+Whole-DAG runs pay Airflow's fixed start-up (~10 s each), so only the paths that need the whole
+DAG live here; faults and edge cases are covered at the hook, operator and trigger level.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from sandbox.testing import GoogleClients
+from scripts.demo import run_report
+
+REPO = Path(__file__).resolve().parents[2]
+DAG_ID = "gke_inference_gateway"
+pytestmark = pytest.mark.dag
+
+# Requests that create something: Service Usage enables, Compute inserts, Container creates, and
+# Kubernetes creates (POST, or a server-side apply that answered 201 Created).
+GCP_CREATE = re.compile(r"(:enable|:batchEnable|/networks|/subnetworks|/clusters)$")
+
+
+@pytest.fixture(scope="module")
+def dag(sandbox):
+    """The DAG, parsed with the sandbox's connections and a 1 s first retry delay."""
+    saved = dict(os.environ)
+    os.environ["GKE_INFERENCE_RETRY_DELAY_SECONDS"] = "1"
+    for conn_id, uri in sandbox.info["airflow_connections"].items():
+        os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = uri
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert bag.import_errors == {}
+    yield bag.dags[DAG_ID]
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def run(dag, **conf):
+    dag_run = dag.test(run_conf={"gateway_port": 8080, **conf})
+    states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+    return dag_run, states
+
+
+def creates(entries: list[dict]) -> list[str]:
+    found = []
+    for entry in entries:
+        if entry["api"] in {"compute", "container", "serviceusage"}:
+            if entry["method"] == "POST" and GCP_CREATE.search(entry["path"]):
+                found.append(f"{entry['method']} {entry['path']}")
+        elif entry["api"] == "kube" and (entry["method"] == "POST" or entry["status"] == 201):
+            found.append(f"{entry['method']} {entry['path']} -> {entry['status']}")
+    return found
+
+
+def test_first_run_builds_everything_and_the_checks_pass(dag, sandbox):
+    dag_run, states = run(dag)
+    assert dag_run.state == "success", states
+    skipped = {task for task, state in states.items() if state == "skipped"}
+    assert skipped == {
+        "teardown.delete_workloads", "teardown.delete_cluster", "teardown.delete_proxy_subnet",
+        "teardown.delete_node_subnet", "teardown.delete_network", "rebuild_after_teardown",
+        "cluster.install_crds_full_set",  # the sandbox's cluster is past 1.34.0-gke.1626000
+    }
+    assert all(state == "success" for task, state in states.items() if task not in skipped), states
+    report = run_report(dag_run)
+    assert report["wrong_model_status"] == 404
+    assert report["model_reply"]
+    assert report["gateway_url"].startswith("http://127.")
+    assert "Gateway/default/inference-gateway" in report["created"]
+
+
+def test_rerun_on_the_finished_environment_creates_nothing(dag, sandbox):
+    before = len(sandbox.requests())
+    dag_run, states = run(dag)
+    assert dag_run.state == "success", states
+    assert creates(sandbox.requests()[before:]) == []
+    assert run_report(dag_run)["created"] == []
+
+
+def test_non_default_params_are_what_the_sandbox_ends_up_with(dag, sandbox):
+    conf = {
+        "region": "europe-west4",
+        "network_name": "other-vpc",
+        "subnet_name": "other-subnet",
+        "proxy_subnet_name": "other-proxy",
+        "subnet_range": "172.16.0.0/20",
+        "pods_range_name": "other-pods",
+        "pods_range": "172.20.0.0/14",
+        "services_range_name": "other-services",
+        "services_range": "172.24.0.0/20",
+        "proxy_subnet_range": "172.25.0.0/23",
+        "cluster_name": "other-cluster",
+        "replicas": 2,
+        "model_name": "Qwen/Qwen2.5-7B-Instruct",
+        "model_app_label": "vllm-qwen",
+        "pool_name": "qwen-pool",
+        "gateway_name": "other-gateway",
+        "gateway_port": 8081,
+    }
+    dag_run, states = run(dag, **conf)
+    assert dag_run.state == "success", states
+
+    clients = GoogleClients(sandbox.info)
+    subnet = clients.subnetworks.get(project=clients.project, region="europe-west4", subnetwork="other-subnet")
+    assert subnet.ip_cidr_range == "172.16.0.0/20"
+    assert {r.range_name: r.ip_cidr_range for r in subnet.secondary_ip_ranges} == {
+        "other-pods": "172.20.0.0/14", "other-services": "172.24.0.0/20"
+    }
+    assert subnet.network.endswith("/networks/other-vpc")
+    cluster_key = f"projects/{sandbox.info['project_id']}/locations/europe-west4/clusters/other-cluster"
+    cluster = sandbox.sandbox.clusters[cluster_key]
+    deployment = sandbox.run(cluster.store.get, "apps/v1", "Deployment", "default", "vllm-qwen")
+    assert deployment["spec"]["replicas"] == 2
+    args = " ".join(deployment["spec"]["template"]["spec"]["containers"][0]["args"])
+    assert "Qwen/Qwen2.5-7B-Instruct" in args
+    pool = sandbox.run(cluster.store.get, "inference.networking.k8s.io/v1", "InferencePool", "default", "qwen-pool")
+    assert pool["spec"]["selector"]["matchLabels"] == {"app": "vllm-qwen"}
+    gateway = sandbox.run(cluster.store.get, "gateway.networking.k8s.io/v1", "Gateway", "default", "other-gateway")
+    assert gateway["spec"]["listeners"][0]["port"] == 8081
+    ready = [
+        pod for pod in sandbox.run(cluster.store.list, "v1", "Pod", "default", {"app": "vllm-qwen"})
+        if any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
+    ]
+    assert len(ready) == 2

@@ -19,7 +19,8 @@ _SERVICE_RANGE = ipaddress.IPv4Network("10.8.0.0/20")
 
 def validate(resource_type: ResourceType, obj: dict[str, Any]) -> None:
     metadata = obj.get("metadata") or {}
-    name = metadata.get("name", "")
+    # With only generateName, the store appends 5 characters; check the name it would produce.
+    name = metadata.get("name") or (metadata.get("generateName", "") + "xxxxx")
     group = resource_type.group
     if len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
         raise invalid(

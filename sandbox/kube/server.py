@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from aiohttp import web
 
+from sandbox.core.auth import bearer_token
 from sandbox.kube import discovery
 from sandbox.kube.admission import apply_defaults, validate
 from sandbox.kube.apply import record_update, server_side_apply
@@ -34,6 +35,8 @@ from sandbox.kube.tables import table, wants_table
 
 if TYPE_CHECKING:
     from sandbox.kube.cluster import KubeCluster
+    from sandbox.kube.resources import ResourceRegistry
+    from sandbox.kube.store import ObjectStore
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 UNAUTHENTICATED_PATHS = frozenset({"/healthz", "/readyz", "/livez"})
@@ -47,10 +50,6 @@ class ResourceRequest:
     namespace: str | None
     name: str | None
     subresource: str | None
-
-    @property
-    def describe(self) -> tuple[str, str]:
-        return self.resource_type.plural, self.resource_type.group
 
 
 def _json(body: Any, status: int = 200, content_type: str = "application/json") -> web.Response:
@@ -72,11 +71,11 @@ class KubeApiServer:
         self._watch_queues: set[asyncio.Queue] = set()
 
     @property
-    def store(self):  # noqa: ANN201 - the cluster's ObjectStore
+    def store(self) -> ObjectStore:
         return self.cluster.store
 
     @property
-    def registry(self):  # noqa: ANN201 - the cluster's ResourceRegistry
+    def registry(self) -> ResourceRegistry:
         return self.cluster.registry
 
     def build_app(self, middlewares: list[Any]) -> web.Application:
@@ -91,12 +90,7 @@ class KubeApiServer:
     @web.middleware
     async def _authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.rstrip("/") not in UNAUTHENTICATED_PATHS:
-            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-            if (
-                scheme.lower() != "bearer"
-                or not token
-                or not self.cluster.sandbox.tokens.is_valid(token.strip())
-            ):
+            if not self.cluster.sandbox.tokens.is_valid(bearer_token(request)):
                 raise unauthorized()
         return await handler(request)
 
@@ -303,12 +297,7 @@ class KubeApiServer:
         obj = self._conform(body, target, name_from_path=False)
         self._require_namespace(target)
         resource_type = target.resource_type
-        if not obj["metadata"].get("name") and obj["metadata"].get("generateName"):
-            obj["metadata"]["name"] = obj["metadata"]["generateName"] + "x"  # placeholder for validation
-            validate(resource_type, obj)
-            del obj["metadata"]["name"]
-        else:
-            validate(resource_type, obj)
+        validate(resource_type, obj)
         apply_defaults(resource_type, obj, None, self.cluster.service_addresses)
         record_update(None, obj, request.query.get("fieldManager") or _user_agent_manager(request))
         if _dry_run(request):
@@ -319,7 +308,7 @@ class KubeApiServer:
         body = await _read_json(request)
         incoming = self._conform(body, target, name_from_path=True)
         existing = self._existing(target)
-        return self._write(request, target, existing, incoming)
+        return self._update(request, target, existing, incoming, track_manager=True)
 
     async def _patch(self, request: web.Request, target: ResourceRequest) -> web.Response:
         raw = await request.text()
@@ -335,7 +324,7 @@ class KubeApiServer:
         body = _parse_json(raw)
         patched = _patched(existing, content_type, body, strategic=resource_type.from_crd is None)
         incoming = self._conform(patched, target, name_from_path=True)
-        return self._write(request, target, existing, incoming)
+        return self._update(request, target, existing, incoming, track_manager=True)
 
     async def _scale(self, request: web.Request, target: ResourceRequest) -> web.Response:
         """The `scale` subresource (autoscaling/v1 Scale): what `kubectl scale` reads and writes."""
@@ -376,18 +365,9 @@ class KubeApiServer:
             return _json(self.store.create(created), status=201)
         describe = (resource_type.plural, target.name or "", resource_type.group)
         merged = server_side_apply(existing, applied, manager, force, describe)
-        return self._store_update(request, target, existing, merged, track_manager=False)
+        return self._update(request, target, existing, merged, track_manager=False)
 
-    def _write(
-        self,
-        request: web.Request,
-        target: ResourceRequest,
-        existing: dict[str, Any],
-        incoming: dict[str, Any],
-    ) -> web.Response:
-        return self._store_update(request, target, existing, incoming, track_manager=True)
-
-    def _store_update(
+    def _update(
         self,
         request: web.Request,
         target: ResourceRequest,

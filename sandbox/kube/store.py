@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import secrets
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -29,6 +30,14 @@ HISTORY_LIMIT = 5000
 
 def now_timestamp() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# Kubernetes draws generated name suffixes from an alphabet without vowels, so they never spell words.
+_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def random_suffix(length: int) -> str:
+    return "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(length))
 
 
 def _default_describer(api_version: str, kind: str) -> tuple[str, str]:
@@ -106,7 +115,7 @@ class ObjectStore:
         if not metadata.get("name"):
             if not metadata.get("generateName"):
                 raise bad_request("metadata.name or metadata.generateName is required")
-            metadata["name"] = metadata["generateName"] + uuid.uuid4().hex[:5]
+            metadata["name"] = metadata["generateName"] + random_suffix(5)
         key = object_key(obj)
         if key in self._objects:
             resource, group = self._plural_and_group(obj)

@@ -9,7 +9,8 @@ from typing import Any
 
 from sandbox.kube.controllers.base import Controller
 from sandbox.kube.controllers.conditions import condition, is_true
-from sandbox.kube.controllers.pods import POD, _suffix
+from sandbox.kube.controllers.pods import POD
+from sandbox.kube.store import random_suffix
 
 DEPLOYMENT = ("apps/v1", "Deployment")
 REPLICA_SET = ("apps/v1", "ReplicaSet")
@@ -36,11 +37,10 @@ def owned_by(owner: dict[str, Any], candidates: list[dict[str, Any]]) -> list[di
 
 
 def template_hash(template: dict[str, Any]) -> str:
-    digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()
-    # Kubernetes renders the hash with a vowel-free alphabet so it never spells words; so do we.
+    """A stable 10-character name suffix for a pod template (like the pod-template-hash label)."""
+    digest = int(hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:16], 16)
     alphabet = "bcdfghjklmnpqrstvwxz2456789"
-    number = int(digest[:16], 16)
-    return "".join(alphabet[(number >> (5 * i)) % len(alphabet)] for i in range(10))
+    return "".join(alphabet[(digest >> (5 * i)) % len(alphabet)] for i in range(10))
 
 
 def _pod_is_ready(pod: dict[str, Any]) -> bool:
@@ -80,7 +80,7 @@ class ReplicaSetController(Controller):
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {
-                "name": f"{replica_set['metadata']['name']}-{_suffix(5)}",
+                "name": f"{replica_set['metadata']['name']}-{random_suffix(5)}",
                 "namespace": replica_set["metadata"]["namespace"],
                 "labels": metadata.get("labels") or {},
                 "annotations": metadata.get("annotations") or {},

@@ -11,15 +11,13 @@ the "pods_never_ready" behaviour keeps the readiness probe failing.
 from __future__ import annotations
 
 import base64
-import secrets
-import string
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.kube.controllers.base import Controller
 from sandbox.kube.controllers.conditions import condition
-from sandbox.kube.store import now_timestamp
+from sandbox.kube.store import now_timestamp, random_suffix
 
 POD = ("v1", "Pod")
 SECRET = ("v1", "Secret")
@@ -93,7 +91,7 @@ class PodController(Controller):
             )
             return  # a ComputeClass event brings it back
         progress.scheduled_at = time.monotonic()
-        progress.node_name = f"gk3-{self.cluster.name}-nap-{_suffix(8)}"[:63]
+        progress.node_name = f"gk3-{self.cluster.name}-nap-{random_suffix(8)}"[:63]
         progress.pod_ip = self.cluster.sandbox.addresses.allocate()
         self._start_containers(pod, progress)
 
@@ -279,11 +277,6 @@ def _is_model_server(pod: dict[str, Any]) -> bool:
         if any("vllm" in str(w) or str(w).startswith("--model") for w in words):
             return True
     return False
-
-
-def _suffix(length: int) -> str:
-    alphabet = string.ascii_lowercase + string.digits
-    return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
 def _base_status(container: dict[str, Any], restarts: int) -> dict[str, Any]:

@@ -31,6 +31,8 @@ SELF_LINK_BASE = "https://container.googleapis.com/v1/"
 _CLUSTER_NAME_MAX = 40
 _LABEL = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 _LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
+_GKE_VERSION = re.compile(r"\d+\.\d+\.\d+-gke\.\d+")
+_VERSION_ALIAS = re.compile(r"\d+\.\d+(\.\d+)?")
 _DEFAULT_CLUSTER_CIDR = "10.96.0.0/14"
 _DEFAULT_SERVICES_CIDR = "34.118.224.0/20"
 
@@ -172,9 +174,7 @@ class ContainerApi:
     def _new_cluster(
         self, project, location, region, name, spec, network, subnet, ip_policy, autopilot
     ) -> dict:
-        version = spec.get("initialClusterVersion") or "-"
-        if version in ("-", "latest"):
-            version = self._sandbox.gke_version
+        version = _resolve_version(spec.get("initialClusterVersion") or "-", self._sandbox.gke_version)
         labels = spec.get("resourceLabels", {})
         for label_key, label_value in labels.items():
             if not _LABEL.fullmatch(label_key) or not _LABEL_VALUE.fullmatch(str(label_value)):
@@ -304,6 +304,17 @@ class ContainerApi:
             body["error"] = operation.error.rpc_status()
             body["statusMessage"] = operation.error.message
         return body
+
+
+def _resolve_version(requested: str, default: str) -> str:
+    """GKE's version selectors: "-"/"latest", an exact version, or a prefix alias such as "1.34"."""
+    if requested in ("-", "latest"):
+        return default
+    if _GKE_VERSION.fullmatch(requested):
+        return requested
+    if _VERSION_ALIAS.fullmatch(requested) and default.startswith(requested + "."):
+        return default
+    raise bad_request(f'Version "{requested}" is invalid or not available in this location.')
 
 
 def _parse_cluster(raw: object) -> dict:

@@ -163,6 +163,12 @@ def test_the_reported_gke_version_is_settable_per_test(sandbox, google, vpc):
     assert get_cluster(google, pinned).current_master_version == old_version
     delete_and_wait(google, pinned)
 
+    aliased = unique_name("alias")
+    minor = ".".join(previous.split(".")[:2])
+    wait_for_operation(google, create(google, autopilot_cluster(aliased, vpc, initial_cluster_version=minor)))
+    assert get_cluster(google, aliased).current_master_version == previous
+    delete_and_wait(google, aliased)
+
 
 def test_list_clusters_in_a_location_and_everywhere(google, vpc):
     name = unique_name("listed")
@@ -214,6 +220,8 @@ def test_a_cluster_cannot_be_deleted_while_it_provisions(google, vpc):
             'secondary range "missing-range" not found',
         ),
         ({"name": "Bad_Name"}, REGION, "Must be a match of regex"),
+        ({"initial_cluster_version": "1.99"}, REGION, 'Version "1.99" is invalid'),
+        ({"initial_cluster_version": "newest"}, REGION, 'Version "newest" is invalid'),
         ({}, "us-central1-a", "Autopilot clusters must be regional"),
         (
             {"node_pools": [{"name": "default-pool", "initial_node_count": 1}]},

@@ -79,16 +79,20 @@ class ClusterHandle:
 
 
 def start_cluster(sandbox, **settings: Any):  # noqa: ANN001
+    """Start a KubeCluster on the shared sandbox, in a VPC of its own.
+
+    The VPC name is unique so that the proxy-only subnets these tests add to the sandbox's GCP
+    state never meet the networks other test modules create through the Compute API.
+    """
     from sandbox.kube.cluster import KubeCluster
 
+    number = next(_names)
+    settings.setdefault("name", f"kube-test-{number}")
+    settings.setdefault("location", "us-central1")
+    settings.setdefault("network", f"kube-test-vpc-{number}")
+
     async def start():
-        cluster = KubeCluster(
-            sandbox.sandbox,
-            project=sandbox.info["project_id"],
-            location=settings.pop("location", "us-central1"),
-            name=settings.pop("name", f"kube-test-{next(_names)}"),
-            **settings,
-        )
+        cluster = KubeCluster(sandbox.sandbox, project=sandbox.info["project_id"], **settings)
         await cluster.start()
         return cluster
 

@@ -544,3 +544,18 @@ def test_tables_for_kubectl_get(http, namespace):
     assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Age"]
     assert table["rows"][0]["cells"][0] == "tabled"
     assert table["rows"][0]["object"]["metadata"]["name"] == "tabled"
+
+
+def test_injected_faults_reach_kubernetes_clients_and_are_logged(sandbox, clean_faults, api, namespace):
+    core = k8s.CoreV1Api(api)
+    sandbox.faults_add(
+        api="kube", method="GET", path=f"/namespaces/{namespace}/configmaps$", status=503, count=1
+    )
+    with pytest.raises(ApiException) as raised:
+        core.list_namespaced_config_map(namespace)
+    assert raised.value.status == 503
+    assert core.list_namespaced_config_map(namespace).items == []  # the fault fired once
+    statuses = [
+        e["status"] for e in sandbox.requests("kube") if e["path"].endswith(f"{namespace}/configmaps")
+    ]
+    assert statuses[-2:] == [503, 200]

@@ -329,7 +329,7 @@ def stored(kube, api_version: str, kind: str, namespace: str | None, name: str) 
 @pytest.fixture(scope="module")
 def subnetless(sandbox):
     """A second cluster whose VPC has no proxy-only subnet."""
-    cluster = start_cluster(sandbox, network="vpc-without-proxy-subnet")
+    cluster = start_cluster(sandbox)
     token = sandbox.run(sandbox.sandbox.tokens.mint)
     with tempfile.TemporaryDirectory() as workdir:
         handle = ClusterHandle(sandbox, cluster, token, Path(workdir))

@@ -12,6 +12,7 @@ T = TypeVar("T")
 
 DEFAULT_OPERATION_TIMEOUT = 600.0
 DEFAULT_POLL_INTERVAL = 2.0
+FIRST_POLL_INTERVAL = 0.25
 
 
 def poll_until(
@@ -22,15 +23,21 @@ def poll_until(
     timeout: float,
     poll_interval: float,
 ) -> T:
-    """Call ``fetch`` until ``is_done`` holds for its result, at most ``timeout`` seconds."""
+    """Call ``fetch`` until ``is_done`` holds for its result, at most ``timeout`` seconds.
+
+    Polls start quick and double up to ``poll_interval``: short operations finish without a long
+    first sleep, long ones are not polled more than needed.
+    """
     if timeout <= 0 or poll_interval <= 0:
         raise ValueError(f"timeout and poll_interval must be positive, got {timeout} and {poll_interval}")
     deadline = time.monotonic() + timeout
+    interval = min(FIRST_POLL_INTERVAL, poll_interval)
     while True:
         result = fetch()
         if is_done(result):
             return result
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise OperationTimeoutError(f"{description} still running after {timeout:.0f} s")
-        time.sleep(min(poll_interval, remaining))
+            raise OperationTimeoutError(f"{description} still running after {timeout:g} s")
+        time.sleep(min(interval, remaining))
+        interval = min(interval * 2, poll_interval)

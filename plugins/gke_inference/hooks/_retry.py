@@ -11,6 +11,7 @@ from __future__ import annotations
 import email.utils
 import functools
 import logging
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -20,7 +21,6 @@ import requests
 import urllib3.exceptions
 from google.api_core import exceptions as api_exceptions
 from google.api_core.retry import Retry, exponential_sleep_generator, retry_target
-from kubernetes.client.exceptions import ApiException
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +45,18 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def _is_kubernetes_api_error(exc: BaseException) -> bool:
+    # Looked up, not imported: the kubernetes package is slow to import (it would slow DAG parsing),
+    # and if it was never imported, no error can come from it.
+    module = sys.modules.get("kubernetes.client.exceptions")
+    return module is not None and isinstance(exc, module.ApiException)
+
+
 def http_status_of(exc: BaseException) -> int | None:
     """The HTTP status a Google or Kubernetes client error carries, if any."""
     if isinstance(exc, api_exceptions.GoogleAPICallError):
         return exc.code if isinstance(exc.code, int) else None
-    if isinstance(exc, ApiException):
+    if _is_kubernetes_api_error(exc):
         return exc.status or None
     return None
 
@@ -67,7 +74,7 @@ def retry_after_seconds(exc: BaseException) -> float | None:
     headers = None
     if isinstance(exc, api_exceptions.GoogleAPICallError) and exc.response is not None:
         headers = getattr(exc.response, "headers", None)
-    elif isinstance(exc, ApiException):
+    elif _is_kubernetes_api_error(exc):
         headers = exc.headers
     raw = headers.get("Retry-After") if headers else None
     if not raw:
@@ -87,7 +94,7 @@ def describe_error(exc: BaseException) -> str:
     status = http_status_of(exc)
     if isinstance(exc, api_exceptions.GoogleAPICallError):
         return f"HTTP {status} {type(exc).__name__}: {exc.message}"
-    if isinstance(exc, ApiException):
+    if _is_kubernetes_api_error(exc):
         return f"HTTP {status} {exc.reason}"
     return f"{type(exc).__name__}: {exc}"
 

@@ -40,6 +40,9 @@ class GcpOperator(BaseOperator):
         self.gcp_conn_id = gcp_conn_id
         self.impersonation_chain = impersonation_chain
 
+    def hook_kwargs(self) -> dict[str, Any]:
+        return {"gcp_conn_id": self.gcp_conn_id, "impersonation_chain": self.impersonation_chain}
+
     @contextmanager
     def failing_fast_on_terminal_errors(self) -> Generator[None, None, None]:
         try:

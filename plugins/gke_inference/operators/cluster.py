@@ -1,13 +1,18 @@
-"""Tutorial 2.1: the GKE Autopilot cluster (``gcloud container clusters create-auto ... --async``)."""
+"""Tutorial 2.1: the GKE Autopilot cluster (``gcloud container clusters create-auto ... --async``).
+
+The hook is imported inside ``execute`` to keep DAG parsing free of the Google client libraries.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gke_inference.hooks.gke import AutopilotClusterSpec, GKEClusterHook
 from gke_inference.operators._gcp_base import GcpOperator
 from gke_inference.ownership import GCP_LABELS
+
+if TYPE_CHECKING:
+    from gke_inference.hooks.gke import AutopilotClusterSpec
 
 
 class EnsureAutopilotClusterOperator(GcpOperator):
@@ -54,6 +59,8 @@ class EnsureAutopilotClusterOperator(GcpOperator):
         self.release_channel = release_channel
 
     def spec(self) -> AutopilotClusterSpec:
+        from gke_inference.hooks.gke import AutopilotClusterSpec
+
         return AutopilotClusterSpec(
             name=self.cluster_name,
             network=self.network_name,
@@ -66,11 +73,9 @@ class EnsureAutopilotClusterOperator(GcpOperator):
 
     def execute(self, context: Any) -> dict:
         with self.failing_fast_on_terminal_errors():
-            hook = GKEClusterHook(
-                location=self.location,
-                gcp_conn_id=self.gcp_conn_id,
-                impersonation_chain=self.impersonation_chain,
-            )
+            from gke_inference.hooks.gke import GKEClusterHook
+
+            hook = GKEClusterHook(location=self.location, **self.hook_kwargs())
             result = hook.ensure_autopilot_cluster(self.spec(), self.project_id)
         self.log.info(
             "Cluster %s %s (status %s)",

@@ -1,20 +1,20 @@
-"""Tutorial section 1: enable the APIs, create the VPC, the node subnet and the proxy-only subnet."""
+"""Tutorial section 1: enable the APIs, create the VPC, the node subnet and the proxy-only subnet.
+
+Hooks are imported inside ``execute``: the Google client libraries take seconds to import, and the
+DAG processor imports this module on every parse of the DAG file.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gke_inference.hooks._errors import InvalidInputError
-from gke_inference.hooks.compute_network import (
-    ACTIVE_ROLE,
-    PROXY_ONLY_PURPOSE,
-    ComputeNetworkHook,
-    SubnetworkSpec,
-)
-from gke_inference.hooks.service_usage import ServiceUsageHook
 from gke_inference.operators._gcp_base import GcpOperator, as_bool, as_seconds
 from gke_inference.ownership import NETWORK_DESCRIPTION
+
+if TYPE_CHECKING:
+    from gke_inference.hooks.compute_network import SubnetworkSpec
 
 # `gcloud services enable ...` in tutorial 1.2.
 TUTORIAL_SERVICES = (
@@ -48,13 +48,12 @@ class EnableApisOperator(GcpOperator):
 
     def execute(self, context: Any) -> dict:
         with self.failing_fast_on_terminal_errors():
-            hook = ServiceUsageHook(
-                gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain
-            )
+            from gke_inference.hooks.service_usage import ServiceUsageHook
+
+            timeout = as_seconds(self.operation_timeout, "operation_timeout")
+            hook = ServiceUsageHook(**self.hook_kwargs())
             project = hook.resolve_project_id(self.project_id)
-            result = hook.enable_services(
-                self.services, project, timeout=as_seconds(self.operation_timeout, "operation_timeout")
-            )
+            result = hook.enable_services(self.services, project, timeout=timeout)
         self.log.info(
             "Enabled: %s; already enabled: %s", result["enabled"] or "none", result["already_enabled"]
         )
@@ -79,15 +78,13 @@ class EnsureNetworkOperator(GcpOperator):
 
     def execute(self, context: Any) -> dict:
         with self.failing_fast_on_terminal_errors():
-            hook = ComputeNetworkHook(
-                gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain
-            )
+            from gke_inference.hooks.compute_network import ComputeNetworkHook
+
+            use_existing = as_bool(self.use_existing, "use_existing")
+            hook = ComputeNetworkHook(**self.hook_kwargs())
             project = hook.resolve_project_id(self.project_id)
             result = hook.ensure_network(
-                self.network_name,
-                project,
-                description=NETWORK_DESCRIPTION,
-                use_existing=as_bool(self.use_existing, "use_existing"),
+                self.network_name, project, description=NETWORK_DESCRIPTION, use_existing=use_existing
             )
         self.log.info("Network %s %s", result["name"], "created" if result["created"] else "already exists")
         return {"project_id": project, **result}
@@ -141,6 +138,8 @@ class EnsureSubnetworkOperator(GcpOperator):
         self.use_existing = use_existing
 
     def spec(self) -> SubnetworkSpec:
+        from gke_inference.hooks.compute_network import ACTIVE_ROLE, PROXY_ONLY_PURPOSE, SubnetworkSpec
+
         if self.purpose == PROXY_ONLY_PURPOSE and self.secondary_ranges:
             raise InvalidInputError("A proxy-only subnet takes no secondary ranges")
         return SubnetworkSpec(
@@ -154,12 +153,12 @@ class EnsureSubnetworkOperator(GcpOperator):
 
     def execute(self, context: Any) -> dict:
         with self.failing_fast_on_terminal_errors():
+            from gke_inference.hooks.compute_network import ComputeNetworkHook
+
             spec = self.spec()
-            hook = ComputeNetworkHook(
-                gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain
-            )
-            project = hook.resolve_project_id(self.project_id)
             use_existing = as_bool(self.use_existing, "use_existing") and not spec.is_proxy_only
+            hook = ComputeNetworkHook(**self.hook_kwargs())
+            project = hook.resolve_project_id(self.project_id)
             result = hook.ensure_subnetwork(
                 spec, self.network_name, project, description=NETWORK_DESCRIPTION, use_existing=use_existing
             )

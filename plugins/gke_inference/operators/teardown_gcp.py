@@ -3,17 +3,19 @@
 Ownership: clusters carry the ``managed-by`` resource label; networks and subnetworks, which have
 no labels, carry the DAG's description. Anything else is left alone and reported as "not owned".
 A resource already gone counts as success. Order them cluster -> subnetworks -> network.
+Hooks are imported inside ``execute`` to keep DAG parsing free of the Google client libraries.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gke_inference.hooks.compute_network import ComputeNetworkHook
-from gke_inference.hooks.gke import ClusterStatus, GKEClusterHook
 from gke_inference.operators._gcp_base import GcpOperator, as_seconds
 from gke_inference.ownership import is_owned_gcp_labels, is_owned_network_description
+
+if TYPE_CHECKING:
+    from gke_inference.hooks.gke import GKEClusterHook
 
 DELETED, ABSENT, NOT_OWNED = "deleted", "absent", "not owned"
 
@@ -48,11 +50,9 @@ class DeleteClusterOperator(GcpOperator):
     def execute(self, context: Any) -> dict:
         with self.failing_fast_on_terminal_errors():
             timeout = as_seconds(self.delete_timeout, "delete_timeout")
-            hook = GKEClusterHook(
-                location=self.location,
-                gcp_conn_id=self.gcp_conn_id,
-                impersonation_chain=self.impersonation_chain,
-            )
+            from gke_inference.hooks.gke import GKEClusterHook
+
+            hook = GKEClusterHook(location=self.location, **self.hook_kwargs())
             project = hook.resolve_project_id(self.project_id)
             reason = self._delete(hook, project, timeout)
         self.log.info("Cluster %s: %s", self.cluster_name, reason)
@@ -65,6 +65,8 @@ class DeleteClusterOperator(GcpOperator):
         if not is_owned_gcp_labels(dict(cluster.resource_labels)):
             self.log.warning("Cluster %s lacks the DAG's ownership label; leaving it", self.cluster_name)
             return NOT_OWNED
+        from gke_inference.hooks.gke import ClusterStatus
+
         if cluster.status != ClusterStatus.STOPPING:
             operation = hook.delete_cluster(self.cluster_name, project)
             if operation is None:
@@ -91,9 +93,9 @@ class DeleteSubnetworkOperator(GcpOperator):
 
     def execute(self, context: Any) -> dict:
         with self.failing_fast_on_terminal_errors():
-            hook = ComputeNetworkHook(
-                gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain
-            )
+            from gke_inference.hooks.compute_network import ComputeNetworkHook
+
+            hook = ComputeNetworkHook(**self.hook_kwargs())
             project = hook.resolve_project_id(self.project_id)
             subnetwork = hook.find_subnetwork(self.subnetwork_name, self.region, project)
             if subnetwork is None:
@@ -124,9 +126,9 @@ class DeleteNetworkOperator(GcpOperator):
 
     def execute(self, context: Any) -> dict:
         with self.failing_fast_on_terminal_errors():
-            hook = ComputeNetworkHook(
-                gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain
-            )
+            from gke_inference.hooks.compute_network import ComputeNetworkHook
+
+            hook = ComputeNetworkHook(**self.hook_kwargs())
             project = hook.resolve_project_id(self.project_id)
             network = hook.find_network(self.network_name, project)
             if network is None:

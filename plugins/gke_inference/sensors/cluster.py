@@ -1,4 +1,7 @@
-"""Tutorial 2.1: wait until the cluster is RUNNING (the tutorial's ``until ... grep RUNNING`` loop)."""
+"""Tutorial 2.1: wait until the cluster is RUNNING (the tutorial's ``until ... grep RUNNING`` loop).
+
+The hook and trigger are imported where used, to keep DAG parsing free of the Google client libraries.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +14,7 @@ from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from gke_inference.hooks._errors import explain, is_terminal
-from gke_inference.hooks.gke import ClusterStatus, GKEClusterHook, cluster_failure, cluster_summary
 from gke_inference.operators._gcp_base import as_seconds
-from gke_inference.triggers.cluster import FAILED, SUCCESS, ClusterRunningTrigger
 
 TUTORIAL_STEP = "2.1"
 
@@ -59,6 +60,9 @@ class ClusterRunningSensor(BaseSensorOperator):
         self.poll_interval = poll_interval
 
     def execute(self, context: Any) -> dict | None:
+        from gke_inference.hooks.gke import ClusterStatus, GKEClusterHook, cluster_failure, cluster_summary
+        from gke_inference.triggers.cluster import ClusterRunningTrigger
+
         try:
             timeout = as_seconds(self.wait_timeout, "timeout")
             poll_interval = as_seconds(self.poll_interval, "poll_interval")
@@ -97,6 +101,8 @@ class ClusterRunningSensor(BaseSensorOperator):
         return None
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> dict:
+        from gke_inference.triggers.cluster import FAILED, SUCCESS
+
         status = event.get("status")
         if status == SUCCESS:
             cluster = event["cluster"]

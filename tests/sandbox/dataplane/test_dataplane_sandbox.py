@@ -231,6 +231,18 @@ def test_gateway_faults_from_the_sandbox_fault_table(gateway_url, clean_faults):
     assert httpx.post(f"{gateway_url}/v1/chat/completions", json=body, timeout=5).status_code == 200
 
 
+def test_model_server_faults_pass_through_the_gateway(gateway_url, clean_faults):
+    """A fault on the pods' API reaches the client as the pod's answer; metrics scrapes that are dropped
+    leave the picker working on its last metrics."""
+    clean_faults.faults_add(api="model", method="GET", path="^/metrics$", drop=True, count=20)
+    clean_faults.faults_add(api="model", method="POST", path="^/v1/chat/completions$", status=500, count=1)
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "Hello"}]}
+    failed = httpx.post(f"{gateway_url}/v1/chat/completions", json=body, timeout=5)
+    assert failed.status_code == 500
+    assert "x-gateway-destination-endpoint" in failed.headers  # it came from a pod, not the gateway
+    assert httpx.post(f"{gateway_url}/v1/chat/completions", json=body, timeout=5).status_code == 200
+
+
 def test_body_based_routing_installed_through_the_kubernetes_api(gateway_url, kube):
     """Tutorial 5.1: the BBR chart's objects, then body-routing.yaml replacing the catch-all route."""
     labels = {"app": "body-based-router"}

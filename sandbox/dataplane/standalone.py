@@ -27,11 +27,8 @@ POOL_REF = {"group": "inference.networking.k8s.io", "kind": "InferencePool", "na
 # and skips addresses whose model-server or gateway port is taken, so parallel test runs and a benchmark
 # do not collide.
 _PROBED_PORTS = (80, 8000)
-_ADDRESSES = (
-    f"127.{second}.{n // 250}.{n % 250 + 1}"
-    for second in [100 + random.SystemRandom().randrange(100)]
-    for n in range(250 * 256)
-)
+_SECOND_OCTET = 100 + random.SystemRandom().randrange(100)
+_ADDRESSES = (f"127.{_SECOND_OCTET}.{n // 250}.{n % 250 + 1}" for n in range(250 * 256))
 
 
 def _ports_free(address: str) -> bool:

@@ -471,3 +471,27 @@ def test_inference_pool_crd_is_preinstalled_only_from_gke_1_34_0_gke_1626000(san
     assert served("1.34.0-gke.1626000")
     assert not served("1.34.0-gke.1625999")
     assert not served("1.33.5-gke.1000000")
+
+
+def test_a_missing_config_map_volume_keeps_the_pod_creating(kube, api, dynamic, namespace):
+    manifest = vllm_deployment("epp", namespace)
+    pod_spec = manifest["spec"]["template"]["spec"]
+    pod_spec["containers"][0]["image"] = "registry.k8s.io/gateway-api-inference-extension/epp:v1.0.1"
+    pod_spec["containers"][0]["args"] = ["--pool-name", "pool"]
+    pod_spec["containers"][0]["volumeMounts"] = [{"name": "plugins-config-volume", "mountPath": "/config"}]
+    pod_spec["volumes"] = [{"name": "plugins-config-volume", "configMap": {"name": "epp-config"}}]
+    apply(dynamic, manifest, namespace)
+    pods = wait_for_pods(
+        kube, namespace, "epp", lambda p: waiting_reason(p) == "ContainerCreating", "ContainerCreating"
+    )
+    message = pods[0]["status"]["containerStatuses"][0]["state"]["waiting"]["message"]
+    assert (
+        message
+        == 'MountVolume.SetUp failed for volume "plugins-config-volume" : configmap "epp-config" not found'
+    )
+
+    k8s.CoreV1Api(api).create_namespaced_config_map(
+        namespace,
+        k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name="epp-config"), data={"default-plugins.yaml": "{}"}),
+    )
+    wait_for_pods(kube, namespace, "epp", is_ready, "the pod to start once the ConfigMap exists")

@@ -21,6 +21,7 @@ from sandbox.kube.store import now_timestamp, random_suffix
 
 POD = ("v1", "Pod")
 SECRET = ("v1", "Secret")
+CONFIG_MAP = ("v1", "ConfigMap")
 COMPUTE_CLASS = ("cloud.google.com/v1", "ComputeClass")
 COMPUTE_CLASS_SELECTOR = "cloud.google.com/compute-class"
 HF_TOKEN_VARIABLES = ("HUGGING_FACE_HUB_TOKEN", "HF_TOKEN")
@@ -49,7 +50,7 @@ class ConfigError(Exception):
 
 class PodController(Controller):
     primary = POD
-    watches = (SECRET, COMPUTE_CLASS)
+    watches = (SECRET, CONFIG_MAP, COMPUTE_CLASS)
 
     def __init__(self, cluster) -> None:  # noqa: ANN001
         super().__init__(cluster)
@@ -96,6 +97,12 @@ class PodController(Controller):
         self._start_containers(pod, progress)
 
     def _start_containers(self, pod: dict[str, Any], progress: PodProgress) -> None:
+        if mount_failure := self._unmountable_volume(pod):
+            statuses = [_waiting(c, "ContainerCreating", mount_failure) for c in _containers(pod)]
+            self._write_scheduled(
+                pod, progress, "Pending", statuses, ready=False, reason="ContainersNotReady"
+            )
+            return  # a Secret or ConfigMap event brings it back
         try:
             environment = self._environments(pod)
         except ConfigError as error:
@@ -103,7 +110,7 @@ class PodController(Controller):
             self._write_scheduled(
                 pod, progress, "Pending", statuses, ready=False, reason="ContainersNotReady"
             )
-            return  # a Secret event brings it back
+            return  # a Secret or ConfigMap event brings it back
         progress.started_at = time.monotonic()
         if self._hf_token_missing(pod, environment):
             progress.next_restart_at = progress.started_at + self._startup_seconds(pod)
@@ -165,35 +172,59 @@ class PodController(Controller):
         )
 
     def _environments(self, pod: dict[str, Any]) -> dict[str, dict[str, str]]:
-        """Each container's environment, resolving secretKeyRef the way kubelet does."""
+        """Each container's environment, resolving secretKeyRef/configMapKeyRef the way kubelet does."""
         namespace = pod["metadata"].get("namespace")
         environments = {}
         for container in _containers(pod):
             environment: dict[str, str] = {}
             for variable in container.get("env") or []:
-                source = (variable.get("valueFrom") or {}).get("secretKeyRef")
-                if source is None:
-                    environment[variable["name"]] = str(variable.get("value", ""))
-                    continue
-                value = self._secret_value(namespace, source)
+                value_from = variable.get("valueFrom") or {}
+                if "secretKeyRef" in value_from:
+                    value = self._referenced_value(SECRET, namespace, value_from["secretKeyRef"])
+                elif "configMapKeyRef" in value_from:
+                    value = self._referenced_value(CONFIG_MAP, namespace, value_from["configMapKeyRef"])
+                else:
+                    value = str(variable.get("value", ""))  # fieldRef and friends resolve to something
                 if value is not None:
                     environment[variable["name"]] = value
             environments[container["name"]] = environment
         return environments
 
-    def _secret_value(self, namespace: str | None, source: dict[str, Any]) -> str | None:
-        name, key, optional = source.get("name", ""), source.get("key", ""), source.get("optional", False)
-        secret = self.store.get(*SECRET, namespace, name)
-        if secret is None:
+    def _referenced_value(
+        self, source_kind: tuple[str, str], namespace: str | None, ref: dict[str, Any]
+    ) -> str | None:
+        name, key, optional = ref.get("name", ""), ref.get("key", ""), ref.get("optional", False)
+        kind = source_kind[1]
+        source = self.store.get(*source_kind, namespace, name)
+        if source is None:
             if optional:
                 return None
-            raise ConfigError(f'secret "{name}" not found')
-        data = secret.get("data") or {}
+            raise ConfigError(f'{kind.lower()} "{name}" not found')
+        data = source.get("data") or {}
         if key not in data:
             if optional:
                 return None
-            raise ConfigError(f"couldn't find key {key} in Secret {namespace}/{name}")
-        return base64.b64decode(data[key]).decode(errors="replace")
+            raise ConfigError(f"couldn't find key {key} in {kind} {namespace}/{name}")
+        return base64.b64decode(data[key]).decode(errors="replace") if kind == "Secret" else str(data[key])
+
+    def _unmountable_volume(self, pod: dict[str, Any]) -> str:
+        """Why a Secret or ConfigMap volume cannot be mounted yet ("" when all can)."""
+        namespace = pod["metadata"].get("namespace")
+        for volume in (pod.get("spec") or {}).get("volumes") or []:
+            for volume_type, source_kind, name_key in (
+                ("configMap", CONFIG_MAP, "name"),
+                ("secret", SECRET, "secretName"),
+            ):
+                source = volume.get(volume_type)
+                if source is None or source.get("optional"):
+                    continue
+                name = source.get(name_key, "")
+                if self.store.get(*source_kind, namespace, name) is None:
+                    return (
+                        f'MountVolume.SetUp failed for volume "{volume.get("name")}" : '
+                        f'{source_kind[1].lower()} "{name}" not found'
+                    )
+        return ""
 
     @staticmethod
     def _hf_token_missing(pod: dict[str, Any], environments: dict[str, dict[str, str]]) -> bool:

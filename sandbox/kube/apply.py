@@ -275,7 +275,11 @@ def _drop_abandoned_fields(
     """Remove fields the manager applied before but not now, at the highest node it alone held."""
     applied_prefixes = {path[:i] for path in applied_paths for i in range(1, len(path) + 1)}
     for path in sorted(abandoned, key=len):
-        cut = next((path[:i] for i in range(1, len(path) + 1) if path[:i] not in applied_prefixes), None)
+        # metadata itself also holds name, uid and friends, which nobody owns: cut below it.
+        shallowest = 2 if path[0] == "f:metadata" else 1
+        cut = next(
+            (path[:i] for i in range(shallowest, len(path) + 1) if path[:i] not in applied_prefixes), None
+        )
         if cut is None:
             continue
         if any(other[: len(cut)] == cut for other in others):

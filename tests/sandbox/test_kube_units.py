@@ -225,3 +225,12 @@ async def test_store_hands_out_copies_and_cascades_through_owner_references():
     assert "poison" not in store.get("v1", "ConfigMap", "n", "owner")["data"]
     store.delete("v1", "ConfigMap", "n", "owner")
     assert store.list("v1", "ConfigMap") == []
+
+
+def test_dropping_every_label_keeps_the_rest_of_metadata():
+    labelled_map = {**config_map("m"), "metadata": {**config_map("m")["metadata"], "labels": {"a": "1"}}}
+    first = server_side_apply(None, labelled_map, "airflow", False, ("configmaps", "m", ""))
+    first["metadata"].update(uid="u-1", resourceVersion="7")
+    again = server_side_apply(first, config_map("m"), "airflow", False, ("configmaps", "m", ""))
+    assert "labels" not in again["metadata"]
+    assert (again["metadata"]["name"], again["metadata"]["uid"]) == ("m", "u-1")

@@ -19,15 +19,25 @@ GATEWAY_V1 = "gateway.networking.k8s.io/v1"
 POOL_V1 = "inference.networking.k8s.io/v1"
 
 
+GATED_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
+OPEN_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"  # needs no Hugging Face token
+
+
 def vllm_deployment(
-    name: str, namespace: str, *, replicas: int = 1, env: list | None = None, node_selector=None
+    name: str,
+    namespace: str,
+    *,
+    replicas: int = 1,
+    env: list | None = None,
+    node_selector=None,
+    model: str = OPEN_MODEL,
 ):
     pod_spec: dict[str, Any] = {
         "containers": [
             {
                 "name": "vllm",
                 "image": "vllm/vllm-openai:v0.8.5",
-                "args": ["--model", "meta-llama/Llama-3.1-8B-Instruct", "--port", "8000"],
+                "args": ["--model", model, "--port", "8000"],
                 "env": env if env is not None else [],
                 "ports": [{"containerPort": 8000, "name": "http"}],
             }
@@ -93,7 +103,7 @@ def create_hf_secret(api, namespace: str, token: str) -> None:
 
 def test_deployment_pods_become_ready_after_the_model_loads(kube, api, dynamic, namespace):
     create_hf_secret(api, namespace, "hf_valid")
-    apply(dynamic, vllm_deployment("vllm", namespace, replicas=2, env=HF_ENV), namespace)
+    apply(dynamic, vllm_deployment("vllm", namespace, replicas=2, env=HF_ENV, model=GATED_MODEL), namespace)
 
     pods = wait_for_pods(kube, namespace, "vllm", is_ready, "two Ready vLLM pods")
     addresses = {pod["status"]["podIP"] for pod in pods}
@@ -179,7 +189,7 @@ def pods_of_store(kube, namespace: str, app: str) -> list[dict]:
 
 
 def test_a_missing_secret_is_a_container_config_error_until_it_exists(kube, api, dynamic, namespace):
-    apply(dynamic, vllm_deployment("nosecret", namespace, env=HF_ENV), namespace)
+    apply(dynamic, vllm_deployment("nosecret", namespace, env=HF_ENV, model=GATED_MODEL), namespace)
     pods = wait_for_pods(
         kube,
         namespace,
@@ -201,7 +211,7 @@ def test_a_missing_secret_key_is_reported(kube, api, dynamic, namespace):
     k8s.CoreV1Api(api).create_namespaced_secret(
         namespace, k8s.V1Secret(metadata=k8s.V1ObjectMeta(name="hf-token"), string_data={"other": "x"})
     )
-    apply(dynamic, vllm_deployment("nokey", namespace, env=HF_ENV), namespace)
+    apply(dynamic, vllm_deployment("nokey", namespace, env=HF_ENV, model=GATED_MODEL), namespace)
     pods = wait_for_pods(
         kube, namespace, "nokey", lambda p: waiting_reason(p) == "CreateContainerConfigError", "config error"
     )
@@ -211,7 +221,7 @@ def test_a_missing_secret_key_is_reported(kube, api, dynamic, namespace):
 
 def test_an_empty_hugging_face_token_crash_loops(kube, api, dynamic, namespace):
     create_hf_secret(api, namespace, "")
-    apply(dynamic, vllm_deployment("emptytoken", namespace, env=HF_ENV), namespace)
+    apply(dynamic, vllm_deployment("emptytoken", namespace, env=HF_ENV, model=GATED_MODEL), namespace)
     pods = wait_for_pods(
         kube,
         namespace,
@@ -227,6 +237,14 @@ def test_an_empty_hugging_face_token_crash_loops(kube, api, dynamic, namespace):
     assert not is_ready(pods[0])
     assert "Hugging Face token" in container["lastState"]["terminated"]["message"]
     assert "401" in container["lastState"]["terminated"]["message"]
+
+
+def test_a_gated_model_without_any_token_crash_loops(kube, dynamic, namespace):
+    apply(dynamic, vllm_deployment("notoken", namespace, model=GATED_MODEL), namespace)
+    pods = wait_for_pods(
+        kube, namespace, "notoken", lambda p: waiting_reason(p) == "CrashLoopBackOff", "CrashLoopBackOff"
+    )
+    assert "401" in pods[0]["status"]["containerStatuses"][0]["lastState"]["terminated"]["message"]
 
 
 def test_a_missing_compute_class_leaves_pods_unschedulable_until_it_exists(kube, dynamic, namespace):

@@ -16,6 +16,14 @@ pytestmark = [
 ]
 
 MANIFESTS = """\
+apiVersion: v1
+kind: Secret
+metadata:
+  name: hf-token
+  namespace: {namespace}
+stringData:
+  token: hf_kubectl_test
+---
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -34,6 +42,10 @@ spec:
         image: vllm/vllm-openai:v0.8.5
         args: [--model, meta-llama/Llama-3.1-8B-Instruct, --port, "8000"]
         ports: [{{containerPort: 8000, name: http}}]
+        env:
+        - name: HUGGING_FACE_HUB_TOKEN
+          valueFrom:
+            secretKeyRef: {{name: hf-token, key: token}}
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway

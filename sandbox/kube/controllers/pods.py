@@ -25,6 +25,8 @@ CONFIG_MAP = ("v1", "ConfigMap")
 COMPUTE_CLASS = ("cloud.google.com/v1", "ComputeClass")
 COMPUTE_CLASS_SELECTOR = "cloud.google.com/compute-class"
 HF_TOKEN_VARIABLES = ("HUGGING_FACE_HUB_TOKEN", "HF_TOKEN")
+# Hugging Face organisations whose models need an accepted licence and a token to download.
+GATED_MODEL_PREFIXES = ("meta-llama/",)
 # Autopilot's own compute classes need no ComputeClass object.
 BUILTIN_COMPUTE_CLASSES = frozenset(
     {"autopilot", "autopilot-spot", "Accelerator", "Balanced", "Performance", "Scale-Out"}
@@ -228,10 +230,14 @@ class PodController(Controller):
 
     @staticmethod
     def _hf_token_missing(pod: dict[str, Any], environments: dict[str, dict[str, str]]) -> bool:
+        """A model server whose Hugging Face token is declared but empty, or that serves a gated
+        model with no token at all: the Hub answers 401 and vLLM exits."""
         for container in _containers(pod):
-            declared = [v["name"] for v in container.get("env") or [] if v.get("name") in HF_TOKEN_VARIABLES]
             environment = environments.get(container["name"], {})
+            declared = [v["name"] for v in container.get("env") or [] if v.get("name") in HF_TOKEN_VARIABLES]
             if declared and not any(environment.get(name, "").strip() for name in declared):
+                return True
+            if not declared and served_model(container).startswith(GATED_MODEL_PREFIXES):
                 return True
         return False
 
@@ -340,9 +346,22 @@ def _running(container: dict[str, Any], started_at: str, *, ready: bool, restart
     }
 
 
+def served_model(container: dict[str, Any]) -> str:
+    """The model a vLLM container serves (`--model X`, `--model=X` or `vllm serve X`), or ""."""
+    words = [str(w) for w in (*(container.get("command") or []), *(container.get("args") or []))]
+    for index, word in enumerate(words):
+        if word == "--model" and index + 1 < len(words):
+            return words[index + 1]
+        if word.startswith("--model="):
+            return word.removeprefix("--model=")
+        if word == "serve" and index + 1 < len(words) and not words[index + 1].startswith("-"):
+            return words[index + 1]
+    return ""
+
+
 HF_TOKEN_FAILURE = (
     "OSError: You are trying to access a gated repo. 401 Client Error: Unauthorized for url "
-    "https://huggingface.co/api/models (the Hugging Face token is empty or invalid; "
+    "https://huggingface.co/api/models (the Hugging Face token is missing, empty or invalid; "
     "set HUGGING_FACE_HUB_TOKEN from a valid hf-token Secret)"
 )
 

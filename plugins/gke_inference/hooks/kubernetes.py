@@ -24,6 +24,7 @@ from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
 from gke_inference.hooks._retry import DEFAULT_RETRY, REQUEST_TIMEOUT, describe_error
 from gke_inference.hooks.gke import GKEClusterHook
+from gke_inference.manifests import object_ref
 from gke_inference.ownership import is_owned_k8s_object
 
 FIELD_MANAGER = "airflow-gke-inference-gateway"
@@ -40,13 +41,6 @@ class KubernetesApplyError(RuntimeError):
     def __init__(self, action: str, ref: str, exc: BaseException, http_status: int | None = None) -> None:
         super().__init__(f"{action} {ref} failed: {describe_error(exc)}")
         self.http_status = http_status
-
-
-def object_ref(obj: Mapping[str, Any]) -> str:
-    """``Kind/namespace/name`` (or ``Kind/name`` when cluster-scoped), for logs and XCom."""
-    metadata = obj.get("metadata") or {}
-    parts = [obj.get("kind", "?"), metadata.get("namespace"), metadata.get("name", "?")]
-    return "/".join(p for p in parts if p)
 
 
 @dataclass(frozen=True)

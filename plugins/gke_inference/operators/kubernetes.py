@@ -8,25 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseBranchOperator, BaseHook, BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 from airflow.sdk.log import mask_secret
-from google.api_core import exceptions as api_exceptions
 
 from gke_inference import manifests
 from gke_inference.gke_version import MANAGED_INFERENCE_POOL_SINCE, serves_inference_pool_crd
-from gke_inference.hooks._errors import is_terminal as is_terminal_gcp_error
-from gke_inference.hooks.gke import GKEClusterHook
-from gke_inference.hooks.kubernetes import (
-    CRD_API_VERSION,
-    KubernetesApplyError,
-    KubernetesApplyHook,
-    object_ref,
-    summarize,
-)
+from gke_inference.manifests import object_ref
 from gke_inference.ownership import K8S_LABELS
+
+if TYPE_CHECKING:
+    from gke_inference.hooks.kubernetes import KubernetesApplyHook
+
+# The hooks pull in the Kubernetes and Google clients; they are imported where a task runs, never
+# when the scheduler parses the DAG.
 
 # The tutorial's two CRD branches (2.2): GKE >= 1.34.0-gke.1626000 serves the v1 InferencePool CRD
 # itself, so only InferenceObjective is ours; older clusters get the whole v1.0.0 manifests.yaml set.
@@ -94,6 +91,8 @@ class ClusterOperatorMixin:
 
     @cached_property
     def kube_hook(self) -> KubernetesApplyHook:
+        from gke_inference.hooks.kubernetes import KubernetesApplyHook  # noqa: PLC0415
+
         return KubernetesApplyHook(
             cluster_name=self.cluster_name,
             location=self.location,
@@ -104,6 +103,9 @@ class ClusterOperatorMixin:
 
 def _fail_if_terminal(exc: BaseException, step: str) -> None:
     """Turn errors that a retry cannot fix into AirflowFailException; let the rest propagate."""
+    from gke_inference.hooks._errors import is_terminal as is_terminal_gcp_error  # noqa: PLC0415
+    from gke_inference.hooks.kubernetes import KubernetesApplyError  # noqa: PLC0415
+
     if isinstance(exc, KubernetesApplyError) and exc.http_status in TERMINAL_KUBE_STATUSES:
         raise AirflowFailException(f"{exc} ({step})") from None
     if is_terminal_gcp_error(exc):
@@ -153,7 +155,7 @@ class ApplyManifestsOperator(ClusterOperatorMixin, BaseOperator):
         except Exception as exc:
             _fail_if_terminal(exc, self.step)
             raise
-        summary = summarize(results)
+        summary = _summarize(results)
         self.log.info("Applied %d objects: %s", len(results), {k: len(v) for k, v in summary.items()})
         return summary
 
@@ -186,9 +188,11 @@ class InstallCrdsOperator(ApplyManifestsOperator):
             _fail_if_terminal(exc, self.step)
             raise
         self._require_gke_served_crds(hook)
-        return {"crd_set": self.crd_set, **summarize(results)}
+        return {"crd_set": self.crd_set, **_summarize(results)}
 
     def _require_gke_served_crds(self, hook: KubernetesApplyHook) -> None:
+        from gke_inference.hooks.kubernetes import CRD_API_VERSION  # noqa: PLC0415
+
         for name in GKE_SERVED_CRDS[self.crd_set]:
             if hook.get(CRD_API_VERSION, "CustomResourceDefinition", name) is None:
                 raise AirflowFailException(
@@ -231,6 +235,8 @@ class ChooseCrdSetOperator(ClusterOperatorMixin, BaseBranchOperator):
             raise AirflowFailException(
                 "No cluster version given and no cluster_name/location to read it from"
             )
+        from gke_inference.hooks.gke import GKEClusterHook  # noqa: PLC0415
+
         hook = GKEClusterHook(location=self.location, gcp_conn_id=self.gcp_conn_id)
         return hook.get_cluster(self.cluster_name, optional_param(self.project_id)).current_master_version
 
@@ -316,8 +322,8 @@ class HuggingFaceSecretOperator(ClusterOperatorMixin, BaseOperator):
         step = "tutorial 3.2, hf-token Secret"
         try:
             result = self.kube_hook.apply_one(secret, sensitive=True)
-        except KubernetesApplyError as exc:
-            if exc.http_status in TERMINAL_KUBE_STATUSES:
+        except Exception as exc:
+            if getattr(exc, "http_status", None) in TERMINAL_KUBE_STATUSES:
                 raise AirflowFailException(f"{exc} ({step})") from None
             raise
         return {
@@ -369,13 +375,26 @@ class DeleteManifestsOperator(ClusterOperatorMixin, BaseOperator):
         objects = self.objects_to_delete(context)
         try:
             results = self.kube_hook.delete(objects, owned_only=True)
-        except api_exceptions.NotFound:
+        except Exception as exc:
+            if not _is_not_found(exc):
+                _fail_if_terminal(exc, "teardown")
+                raise
             self.log.info("Cluster %s does not exist; nothing to delete", self.cluster_name)
             return {"absent": [object_ref(obj) for obj in objects]}
-        except Exception as exc:
-            _fail_if_terminal(exc, "teardown")
-            raise
-        return summarize(results)
+        return _summarize(results)
+
+
+def _summarize(results) -> dict[str, list[str]]:
+    from gke_inference.hooks.kubernetes import summarize as summarize_results  # noqa: PLC0415
+
+    return summarize_results(results)
+
+
+def _is_not_found(exc: BaseException) -> bool:
+    """The cluster itself is gone (the Container API's 404)."""
+    from google.api_core import exceptions as api_exceptions  # noqa: PLC0415
+
+    return isinstance(exc, api_exceptions.NotFound)
 
 
 def _secret_ref(namespace: str) -> dict:

@@ -9,19 +9,20 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
-from gke_inference.hooks.kubernetes import format_label_selector
 from gke_inference.operators.kubernetes import ClusterOperatorMixin, optional_param
-from gke_inference.triggers.kubernetes import (
-    ClusterPollingTrigger,
-    GatewayAddressTrigger,
-    PodsReadyTrigger,
-    Verdict,
-)
+
+if TYPE_CHECKING:
+    # The triggers pull in the Kubernetes client: imported when a task runs, not when the DAG parses.
+    from gke_inference.triggers.kubernetes import (
+        ClusterPollingTrigger,
+        GatewayAddressTrigger,
+        PodsReadyTrigger,
+    )
 
 # The trigger ends the wait itself with the last state it saw; the deferral timeout is a backstop.
 DEFER_TIMEOUT_MARGIN = 60.0
@@ -120,7 +121,7 @@ class _ClusterWaitSensor(ClusterOperatorMixin, BaseSensorOperator):
 
     def poke(self, context: Context) -> PokeReturnValue:
         trigger = self.make_trigger(time.time(), self._wait_seconds())
-        verdict: Verdict = trigger.check(self.kube_hook, time.time())
+        verdict = trigger.check(self.kube_hook, time.time())
         self.log.info("%s: %s", trigger.describe(), verdict.state)
         if verdict.failure:
             raise AirflowFailException(
@@ -153,6 +154,9 @@ class PodsReadySensor(_ClusterWaitSensor):
         self.unschedulable_grace = unschedulable_grace
 
     def make_trigger(self, started_at: float, wait_seconds: float) -> PodsReadyTrigger:
+        from gke_inference.hooks.kubernetes import format_label_selector  # noqa: PLC0415
+        from gke_inference.triggers.kubernetes import PodsReadyTrigger  # noqa: PLC0415
+
         selector = format_label_selector(self.label_selector)
         if not selector:
             raise AirflowFailException("PodsReadySensor needs a non-empty label_selector")
@@ -179,6 +183,8 @@ class GatewayAddressSensor(_ClusterWaitSensor):
         self.gateway_name = gateway_name
 
     def make_trigger(self, started_at: float, wait_seconds: float) -> GatewayAddressTrigger:
+        from gke_inference.triggers.kubernetes import GatewayAddressTrigger  # noqa: PLC0415
+
         return GatewayAddressTrigger(
             **self._trigger_kwargs(started_at, wait_seconds), gateway_name=self.gateway_name
         )

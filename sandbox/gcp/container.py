@@ -79,8 +79,6 @@ class ContainerApi:
         autopilot = bool(spec.get("autopilot", {}).get("enabled"))
         if autopilot and location != region:
             raise bad_request("Autopilot clusters must be regional clusters.")
-        if autopilot and spec.get("nodePools"):
-            raise bad_request("Autopilot clusters manage their own nodes: node_pools must not be set.")
         network, subnet = self._cluster_network(project.project_id, region, spec)
         ip_policy = _ip_allocation_policy(spec, subnet)
         cluster = self._new_cluster(

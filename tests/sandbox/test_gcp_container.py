@@ -223,11 +223,6 @@ def test_a_cluster_cannot_be_deleted_while_it_provisions(google, vpc):
         ({"initial_cluster_version": "1.99"}, REGION, 'Version "1.99" is invalid'),
         ({"initial_cluster_version": "newest"}, REGION, 'Version "newest" is invalid'),
         ({}, "us-central1-a", "Autopilot clusters must be regional"),
-        (
-            {"node_pools": [{"name": "default-pool", "initial_node_count": 1}]},
-            REGION,
-            "node_pools must not be set",
-        ),
         ({}, "us-moon1", 'Location "us-moon1" does not exist'),
     ],
 )

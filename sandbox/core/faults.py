@@ -216,6 +216,9 @@ def fault_middleware(api_name: str, sandbox: Any):
         except web.HTTPException as error:
             status = error.status
             raise
+        except Exception:
+            status = 500  # aiohttp answers an unhandled error with 500
+            raise
         finally:
             sandbox.log.append(api_name, request.method, request.path, request.query_string, status)
 

@@ -66,6 +66,10 @@ def resource_list(registry: ResourceRegistry, group: str, version: str) -> dict[
                     "verbs": STATUS_VERBS,
                 }
             )
+        if (resource_type.api_version, resource_type.kind) == ("v1", "Pod"):
+            resources.append(
+                {"name": "pods/log", "singularName": "", "namespaced": True, "kind": "Pod", "verbs": ["get"]}
+            )
         if resource_type.has_scale:
             resources.append(
                 {

@@ -17,6 +17,7 @@ from sandbox.core.auth import bearer_token
 from sandbox.kube import discovery
 from sandbox.kube.admission import apply_defaults, validate
 from sandbox.kube.apply import record_update, server_side_apply
+from sandbox.kube.logs import pod_log
 from sandbox.kube.patches import json_patch, merge_patch, strategic_merge_patch
 from sandbox.kube.resources import ResourceType
 from sandbox.kube.scale import scale_view, with_replicas
@@ -167,6 +168,8 @@ class KubeApiServer:
         return ResourceRequest(resource_type, None, _at(rest, 1), _at(rest, 2))
 
     async def _serve(self, request: web.Request, target: ResourceRequest) -> web.StreamResponse:
+        if target.subresource == "log" and target.resource_type.kind == "Pod" and target.name is not None:
+            return self._log(request, target)
         if target.subresource not in (None, "status", "scale") or (
             target.subresource == "status" and not target.resource_type.has_status
         ):
@@ -325,6 +328,20 @@ class KubeApiServer:
         patched = _patched(existing, content_type, body, strategic=resource_type.from_crd is None)
         incoming = self._conform(patched, target, name_from_path=True)
         return self._update(request, target, existing, incoming, track_manager=True)
+
+    def _log(self, request: web.Request, target: ResourceRequest) -> web.Response:
+        if request.method != "GET":
+            raise method_not_allowed(f"the log subresource does not allow {request.method}")
+        tail = request.query.get("tailLines")
+        if tail is not None and not tail.lstrip("-").isdigit():
+            raise bad_request(f"invalid tailLines {tail!r}")
+        text = pod_log(
+            self._existing(target),
+            request.query.get("container"),
+            _flag(request, "previous"),
+            int(tail) if tail is not None else None,
+        )
+        return web.Response(text=text, content_type="text/plain")
 
     async def _scale(self, request: web.Request, target: ResourceRequest) -> web.Response:
         """The `scale` subresource (autoscaling/v1 Scale): what `kubectl scale` reads and writes."""

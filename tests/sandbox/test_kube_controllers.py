@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
 from tests.sandbox.conftest import ClusterHandle, add_proxy_only_subnet, start_cluster
@@ -202,6 +203,9 @@ def test_a_missing_secret_is_a_container_config_error_until_it_exists(kube, api,
         in pods[0]["status"]["containerStatuses"][0]["state"]["waiting"]["message"]
     )
     assert pods[0]["status"]["phase"] == "Pending"
+    with pytest.raises(ApiException) as no_logs:
+        k8s.CoreV1Api(api).read_namespaced_pod_log(pods[0]["metadata"]["name"], namespace)
+    assert "is waiting to start: CreateContainerConfigError" in no_logs.value.body
 
     create_hf_secret(api, namespace, "hf_valid")
     wait_for_pods(kube, namespace, "nosecret", is_ready, "the pod to start once the Secret exists")
@@ -232,6 +236,8 @@ def test_an_empty_hugging_face_token_crash_loops(kube, api, dynamic, namespace):
         ),
         "CrashLoopBackOff with restarts",
     )
+    logs = k8s.CoreV1Api(api).read_namespaced_pod_log(pods[0]["metadata"]["name"], namespace, tail_lines=1)
+    assert "401 Client Error" in logs
     container = pods[0]["status"]["containerStatuses"][0]
     assert pods[0]["status"]["phase"] == "Running"
     assert not is_ready(pods[0])

@@ -17,6 +17,13 @@ from typing import Any
 
 from sandbox.kube.controllers.base import Controller
 from sandbox.kube.controllers.conditions import condition
+from sandbox.kube.modelservers import (
+    GATED_MODEL_PREFIXES,
+    HF_TOKEN_FAILURE,
+    HF_TOKEN_VARIABLES,
+    is_model_server,
+    served_model,
+)
 from sandbox.kube.store import now_timestamp, random_suffix
 
 POD = ("v1", "Pod")
@@ -24,9 +31,6 @@ SECRET = ("v1", "Secret")
 CONFIG_MAP = ("v1", "ConfigMap")
 COMPUTE_CLASS = ("cloud.google.com/v1", "ComputeClass")
 COMPUTE_CLASS_SELECTOR = "cloud.google.com/compute-class"
-HF_TOKEN_VARIABLES = ("HUGGING_FACE_HUB_TOKEN", "HF_TOKEN")
-# Hugging Face organisations whose models need an accepted licence and a token to download.
-GATED_MODEL_PREFIXES = ("meta-llama/",)
 # Autopilot's own compute classes need no ComputeClass object.
 BUILTIN_COMPUTE_CLASSES = frozenset(
     {"autopilot", "autopilot-spot", "Accelerator", "Balanced", "Performance", "Scale-Out"}
@@ -243,7 +247,7 @@ class PodController(Controller):
 
     def _startup_seconds(self, pod: dict[str, Any]) -> float:
         """Model servers load weights first; other containers (EPP, BBR) are up almost at once."""
-        return self.profile.model_load if _is_model_server(pod) else self.profile.pod_scheduling
+        return self.profile.model_load if is_model_server(pod) else self.profile.pod_scheduling
 
     # -- writing status ------------------------------------------------------------------------
 
@@ -304,18 +308,6 @@ def _containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
     return (pod.get("spec") or {}).get("containers") or []
 
 
-def _is_model_server(pod: dict[str, Any]) -> bool:
-    for container in _containers(pod):
-        words = [
-            container.get("image", ""),
-            *(container.get("command") or []),
-            *(container.get("args") or []),
-        ]
-        if any("vllm" in str(w) or str(w).startswith("--model") for w in words):
-            return True
-    return False
-
-
 def _base_status(container: dict[str, Any], restarts: int) -> dict[str, Any]:
     return {
         "name": container["name"],
@@ -344,26 +336,6 @@ def _running(container: dict[str, Any], started_at: str, *, ready: bool, restart
         "lastState": {},
         "containerID": f"containerd://{container['name']}",
     }
-
-
-def served_model(container: dict[str, Any]) -> str:
-    """The model a vLLM container serves (`--model X`, `--model=X` or `vllm serve X`), or ""."""
-    words = [str(w) for w in (*(container.get("command") or []), *(container.get("args") or []))]
-    for index, word in enumerate(words):
-        if word == "--model" and index + 1 < len(words):
-            return words[index + 1]
-        if word.startswith("--model="):
-            return word.removeprefix("--model=")
-        if word == "serve" and index + 1 < len(words) and not words[index + 1].startswith("-"):
-            return words[index + 1]
-    return ""
-
-
-HF_TOKEN_FAILURE = (
-    "OSError: You are trying to access a gated repo. 401 Client Error: Unauthorized for url "
-    "https://huggingface.co/api/models (the Hugging Face token is missing, empty or invalid; "
-    "set HUGGING_FACE_HUB_TOKEN from a valid hf-token Secret)"
-)
 
 
 def _crash_looping(container: dict[str, Any], restarts: int, finished_at: str) -> dict[str, Any]:

@@ -2,14 +2,12 @@
 
 Operators turn terminal errors into ``AirflowFailException`` (no retry, a message that names the
 cause and the tutorial step); everything else is raised as is so that Airflow retries the task.
+
+Operators import this module when the DAG file is parsed, so the Google libraries are imported
+only inside the functions that inspect their errors.
 """
 
 from __future__ import annotations
-
-import google.auth.exceptions
-from google.api_core import exceptions as api_exceptions
-
-from gke_inference.hooks._retry import TRANSIENT_HTTP_STATUSES, http_status_of
 
 # 400 invalid request, 401 bad credentials, 403 permission or disabled API, 412 failed precondition.
 TERMINAL_HTTP_STATUSES = frozenset({400, 401, 403, 412})
@@ -45,6 +43,11 @@ class MissingProjectError(InvalidInputError):
 
 def is_terminal(exc: BaseException) -> bool:
     """True when retrying the task cannot help: fix the input, permissions or project first."""
+    import google.auth.exceptions
+    from google.api_core import exceptions as api_exceptions
+
+    from gke_inference.hooks._retry import TRANSIENT_HTTP_STATUSES, http_status_of
+
     if isinstance(exc, OperationFailedError):
         return exc.http_status not in TRANSIENT_HTTP_STATUSES
     if isinstance(exc, ResourceMismatchError | MissingResourceError | InvalidInputError):
@@ -58,6 +61,9 @@ def is_terminal(exc: BaseException) -> bool:
 
 def explain(exc: BaseException) -> str:
     """A sentence about an error, for a task failure message. Never includes credentials."""
+    import google.auth.exceptions
+    from google.api_core import exceptions as api_exceptions
+
     if isinstance(exc, api_exceptions.GoogleAPICallError):
         if exc.reason == "SERVICE_DISABLED":
             service = (exc.metadata or {}).get("service", "a required API")

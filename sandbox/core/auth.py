@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 ACCESS_TOKEN_LIFETIME = 3600
+GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 # Tolerated clock difference when checking iat/exp, as Google's token endpoint does.
 _CLOCK_SKEW = 300
@@ -129,9 +130,12 @@ class TokenAuthority:
             return False
         return True
 
-    def exchange_assertion(self, assertion: str) -> str:
+    def exchange_assertion(self, assertion: str, token_uri: str) -> str:
         """Verify a JWT-bearer assertion (RFC 7523) and mint an access token for it."""
-        _verified_jwt_claims(assertion, self.key)
+        claims = _verified_jwt_claims(assertion, self.key)
+        # google-auth addresses assertions to Google's endpoint whatever the key's token_uri says.
+        if claims.get("aud") not in (GOOGLE_TOKEN_URI, token_uri):
+            raise InvalidCredential("JWT audience is not a token endpoint")
         return self.mint()
 
 
@@ -153,7 +157,7 @@ def token_handler(authority: TokenAuthority):
         if not isinstance(assertion, str) or not assertion:
             return _oauth_error("invalid_request", "Missing required parameter: assertion")
         try:
-            token = authority.exchange_assertion(assertion)
+            token = authority.exchange_assertion(assertion, token_uri=str(request.url.with_query(None)))
         except InvalidCredential as error:
             return _oauth_error("invalid_grant", f"Invalid JWT: {error}")
         return web.json_response(

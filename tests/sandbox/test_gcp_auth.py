@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
+
 import httpx
 import pytest
 from google.api_core import exceptions
 from google.api_core.client_options import ClientOptions
 from google.auth import credentials as auth_credentials
+from google.auth import crypt, jwt
 from google.auth import exceptions as auth_exceptions
 from google.auth.transport.requests import Request
 from google.cloud import compute_v1
@@ -112,3 +117,35 @@ def test_the_token_endpoint_rejects_bad_requests_like_google(sandbox, form, erro
     response = httpx.post(f"{sandbox.info['api_endpoint']}/token", data=form)
     assert response.status_code == 400
     assert response.json()["error"] == error
+
+
+def _signed_jwt(sandbox, **claims) -> str:
+    key_info = json.loads(Path(sandbox.info["key_path"]).read_text())
+    signer = crypt.RSASigner.from_service_account_info(key_info)
+    now = int(time.time())
+    payload = {"iss": key_info["client_email"], "iat": now, "exp": now + 600, **claims}
+    return jwt.encode(signer, payload).decode()
+
+
+def test_the_token_endpoint_checks_the_assertion_audience(sandbox):
+    token_url = f"{sandbox.info['api_endpoint']}/token"
+    grant = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+    wrong = _signed_jwt(sandbox, aud="https://example.com/token")
+    response = httpx.post(token_url, data={"grant_type": grant, "assertion": wrong})
+    assert response.status_code == 400 and "audience" in response.json()["error_description"]
+
+    right = _signed_jwt(sandbox, aud="https://oauth2.googleapis.com/token")
+    response = httpx.post(token_url, data={"grant_type": grant, "assertion": right})
+    assert response.status_code == 200 and response.json()["expires_in"] == 3600
+
+
+def test_an_expired_self_signed_jwt_is_refused(sandbox):
+    long_ago = int(time.time()) - 7200
+    expired = _signed_jwt(sandbox, aud="https://compute.googleapis.com/", iat=long_ago, exp=long_ago + 600)
+    response = httpx.get(_networks_url(sandbox.info), headers={"Authorization": f"Bearer {expired}"})
+    assert response.status_code == 401
+    fresh = _signed_jwt(sandbox, aud="https://compute.googleapis.com/")
+    assert (
+        httpx.get(_networks_url(sandbox.info), headers={"Authorization": f"Bearer {fresh}"}).status_code
+        == 200
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ipaddress
 import json
@@ -145,8 +146,6 @@ class Sandbox:
 
     def kubeconfig(self, key: str) -> dict:
         """A kubeconfig for a running cluster: its CA and a token minted by the sandbox."""
-        import base64
-
         cluster = self.clusters[key]
         context = f"sandbox_{self.project_id}_{cluster.location}_{cluster.name}"
         return {

@@ -65,16 +65,16 @@ def running_sandbox(profile: str = "instant", **options: Any) -> Generator[Sandb
     thread = threading.Thread(target=_run_loop, args=(loop, started), name="sandbox-loop", daemon=True)
     thread.start()
     started.wait(_START_TIMEOUT)
-    sandbox = asyncio.run_coroutine_threadsafe(_create(profile, options), loop).result(_START_TIMEOUT)
     try:
-        yield SandboxHandle(sandbox, loop)
-    finally:
+        sandbox = asyncio.run_coroutine_threadsafe(_create(profile, options), loop).result(_START_TIMEOUT)
         try:
-            asyncio.run_coroutine_threadsafe(sandbox.stop(), loop).result(_START_TIMEOUT)
+            yield SandboxHandle(sandbox, loop)
         finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(_START_TIMEOUT)
-            loop.close()
+            asyncio.run_coroutine_threadsafe(sandbox.stop(), loop).result(_START_TIMEOUT)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(_START_TIMEOUT)
+        loop.close()
 
 
 async def _create(profile: str, options: dict) -> Sandbox:

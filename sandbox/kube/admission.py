@@ -42,6 +42,51 @@ def validate(resource_type: ResourceType, obj: dict[str, Any]) -> None:
         for field in ("data", "stringData"):
             if not isinstance(obj.get(field) or {}, dict):
                 raise invalid(resource_type.plural, name, group, f"{field}: must be a map of strings")
+    problem = _KIND_CHECKS.get((resource_type.api_version, resource_type.kind), lambda _: "")(obj)
+    if problem:
+        raise invalid(resource_type.plural, name, group, problem)
+
+
+def _pod_spec_problem(spec: Any, where: str) -> str:
+    containers = (spec or {}).get("containers") if isinstance(spec, dict) else None
+    if not containers:
+        return f"{where}.containers: Required value"
+    for index, container in enumerate(containers):
+        for field in ("name", "image"):
+            if not (container or {}).get(field):
+                return f"{where}.containers[{index}].{field}: Required value"
+    return ""
+
+
+def _workload_problem(obj: dict[str, Any]) -> str:
+    """Deployments and ReplicaSets: a selector that matches the pod template's labels."""
+    spec = obj.get("spec") or {}
+    match_labels = (spec.get("selector") or {}).get("matchLabels")
+    if not match_labels and not (spec.get("selector") or {}).get("matchExpressions"):
+        return "spec.selector: Required value"
+    template = spec.get("template") or {}
+    template_labels = (template.get("metadata") or {}).get("labels") or {}
+    if any(template_labels.get(key) != value for key, value in (match_labels or {}).items()):
+        return (
+            f"spec.template.metadata.labels: Invalid value: {template_labels!r}: "
+            "`selector` does not match template `labels`"
+        )
+    return _pod_spec_problem(template.get("spec"), "spec.template.spec")
+
+
+def _service_problem(obj: dict[str, Any]) -> str:
+    for index, port in enumerate((obj.get("spec") or {}).get("ports") or []):
+        if not isinstance(port.get("port"), int):
+            return f"spec.ports[{index}].port: Required value"
+    return ""
+
+
+_KIND_CHECKS = {
+    ("v1", "Pod"): lambda obj: _pod_spec_problem(obj.get("spec"), "spec"),
+    ("apps/v1", "Deployment"): _workload_problem,
+    ("apps/v1", "ReplicaSet"): _workload_problem,
+    ("v1", "Service"): _service_problem,
+}
 
 
 class ServiceAddresses:

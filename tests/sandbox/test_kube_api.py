@@ -559,3 +559,19 @@ def test_injected_faults_reach_kubernetes_clients_and_are_logged(sandbox, clean_
         e["status"] for e in sandbox.requests("kube") if e["path"].endswith(f"{namespace}/configmaps")
     ]
     assert statuses[-2:] == [503, 200]
+
+
+def test_invalid_workloads_are_rejected_with_the_field_at_fault(dynamic, namespace):
+    deployments = dynamic.resources.get(api_version="apps/v1", kind="Deployment")
+    mismatched = deployment("mismatch", namespace)
+    mismatched["spec"]["selector"] = {"matchLabels": {"app": "other"}}
+    with pytest.raises(ApiException) as raised:
+        deployments.server_side_apply(body=mismatched, namespace=namespace, field_manager=MANAGER)
+    assert raised.value.status == 422
+    assert "`selector` does not match template `labels`" in raised.value.body
+
+    imageless = deployment("imageless", namespace)
+    del imageless["spec"]["template"]["spec"]["containers"][0]["image"]
+    with pytest.raises(ApiException) as missing_image:
+        deployments.create(body=imageless, namespace=namespace)
+    assert "spec.template.spec.containers[0].image: Required value" in missing_image.value.body

@@ -4,7 +4,8 @@ Timeline of a healthy pod (durations from the sandbox profile):
   created -> (pod_scheduling) -> scheduled, podIP, ContainerCreating -> Running, not Ready
           -> (model_load for model servers, pod_scheduling for others) -> Ready.
 Failure modes, as on GKE: a missing ComputeClass keeps it Unschedulable; a missing Secret or key
-gives CreateContainerConfigError; an empty Hugging Face token makes vLLM exit (CrashLoopBackOff);
+gives CreateContainerConfigError (a missing ConfigMap or Secret volume keeps it ContainerCreating);
+an empty Hugging Face token, or none for a gated model, makes vLLM exit (CrashLoopBackOff);
 the "pods_never_ready" behaviour keeps the readiness probe failing.
 """
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import email.utils
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import requests
 from google.api_core import exceptions as api_exceptions
 
 from gke_inference.hooks._errors import (
@@ -16,6 +19,7 @@ from gke_inference.hooks._errors import (
     is_terminal,
 )
 from gke_inference.hooks._operations import poll_until
+from gke_inference.hooks._retry import MAX_RETRY_AFTER, is_transient, retry_after_seconds
 from gke_inference.hooks.compute_network import ComputeNetworkHook, SubnetworkSpec
 from gke_inference.hooks.gke import AutopilotClusterSpec, ClusterStatus, GKEClusterHook
 from gke_inference.hooks.service_usage import ServiceUsageHook
@@ -349,3 +353,34 @@ def test_cluster_auth_before_the_endpoint_exists_is_a_clear_error(cluster_networ
 
     with pytest.raises(RuntimeError, match="no control plane endpoint yet"):
         hook.cluster_auth(name, project)
+
+
+# --- the retry policy's classification (pure functions)
+
+
+def test_transient_and_terminal_classification():
+    from kubernetes.client.exceptions import ApiException
+
+    assert is_transient(api_exceptions.TooManyRequests("slow down"))
+    assert is_transient(api_exceptions.ServiceUnavailable("later"))
+    assert is_transient(requests.exceptions.ConnectionError("reset by peer"))
+    assert is_transient(ApiException(status=503))
+    assert not is_transient(ApiException(status=409))
+    assert not is_transient(api_exceptions.Forbidden("no"))
+    assert is_terminal(api_exceptions.BadRequest("invalid range"))
+    assert not is_terminal(api_exceptions.ServiceUnavailable("later"))
+
+
+def test_retry_after_accepts_seconds_and_http_dates_and_is_capped():
+    def rate_limited(value: str) -> api_exceptions.TooManyRequests:
+        response = requests.Response()
+        response.headers["Retry-After"] = value
+        return api_exceptions.TooManyRequests("slow down", response=response)
+
+    soon = email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+
+    assert retry_after_seconds(rate_limited("2")) == 2.0
+    assert 25 <= retry_after_seconds(rate_limited(soon)) <= 30
+    assert retry_after_seconds(rate_limited("86400")) == MAX_RETRY_AFTER
+    assert retry_after_seconds(rate_limited("soon-ish")) is None
+    assert retry_after_seconds(api_exceptions.TooManyRequests("no response")) is None

@@ -20,6 +20,8 @@ from gke_inference.hooks.gke import (
     status_name,
 )
 
+# Spelled out: Airflow's plugin loader may import this file a second time under another module name.
+CLASSPATH = "gke_inference.triggers.cluster.ClusterRunningTrigger"
 # Event "status" values: success -> the cluster; failed -> terminal, do not retry; error -> retry the task.
 SUCCESS, FAILED, ERROR = "success", "failed", "error"
 
@@ -56,7 +58,7 @@ class ClusterRunningTrigger(BaseTrigger):
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
+            CLASSPATH,
             {
                 "cluster_name": self.cluster_name,
                 "location": self.location,

@@ -29,6 +29,8 @@ def load_dag():
 
 
 def main() -> int:
+    # The demo profile's waits are seconds long; retry as quickly.
+    os.environ.setdefault("GKE_INFERENCE_RETRY_DELAY_SECONDS", "5")
     workdir = Path(os.environ["AIRFLOW_HOME"]) / "demo"
     print(f"Starting the sandbox (profile demo); its log is {workdir / 'sandbox.log'}", flush=True)
     with running_sandbox("demo", workdir) as info:

@@ -123,6 +123,11 @@ TASK_DOCS: dict[str, tuple[str, str]] = {
         "helm install body-based-router oci://registry.k8s.io/.../body-based-routing "
         "--set provider.name=gke --set inferenceGateway.name=inference-gateway --version v1.0.0",
     ),
+    "body_routing.wait_body_based_router": (
+        "Tutorial 5.1: waits (deferred) until the body-based router runs; the model-only route "
+        "would otherwise reject every request.",
+        "kubectl wait --for=condition=Ready pod -l app=body-based-router --timeout=900s",
+    ),
     "body_routing.apply_body_routing_route": (
         "Tutorial 5.1 step 2: replaces the catch-all route with one that matches only the model name.",
         "kubectl apply -f body-routing.yaml",
@@ -133,7 +138,8 @@ TASK_DOCS: dict[str, tuple[str, str]] = {
     ),
     "body_routing.check_wrong_model_rejected": (
         "Tutorial 5.1 step 3: a wrong model name is rejected by the Gateway itself (404, no route), "
-        "not by vLLM. Fails if the request is accepted.",
+        "not by vLLM. Runs after the right model passed, so the 404 proves the header route works. "
+        "Fails if the request is accepted.",
         'curl -i -X POST http://${GATEWAY_IP}/v1/chat/completions -d \'{"model": "meta-llama/Llama-3.1-10B-Instruct", ...}\'',
     ),
     "run_report": (

@@ -7,7 +7,7 @@ from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
 from gke_inference.hooks._errors import OperationTimeoutError
 from gke_inference.hooks._operations import poll_until
-from gke_inference.hooks.compute_network import ComputeNetworkHook, SubnetworkSpec
+from gke_inference.hooks.compute_network import ComputeNetworkHook, ResourceInUseError, SubnetworkSpec
 from gke_inference.hooks.gke import AutopilotClusterSpec, ClusterStatus, GKEClusterHook
 from gke_inference.operators.cluster import EnsureAutopilotClusterOperator
 from gke_inference.operators.project_network import (
@@ -228,8 +228,11 @@ def test_existing_cluster_on_another_network_fails_fast(project, network_ready):
 
 
 def test_unknown_release_channel_fails_fast(project, network_ready):
-    with pytest.raises(AirflowFailException, match="Unknown release channel 'FAST'"):
-        cluster_op(project, network_ready, release_channel="FAST").execute(CONTEXT)
+    with pytest.raises(
+        AirflowFailException,
+        match="Unknown release channel 'UNSPECIFIED'; use one of RAPID, REGULAR, STABLE, EXTENDED",
+    ):
+        cluster_op(project, network_ready, release_channel="UNSPECIFIED").execute(CONTEXT)
 
 
 def test_teardown_deletes_what_the_dag_made_and_reruns_are_no_ops(project, network_ready):
@@ -307,3 +310,12 @@ def test_a_deletion_outlasting_its_timeout_is_left_to_airflow_retries(project, n
 
     with pytest.raises(OperationTimeoutError):
         op.execute(CONTEXT)
+
+
+def test_deleting_a_vpc_still_in_use_is_left_to_airflow_retries(project, network_ready):
+    op = DeleteNetworkOperator(task_id="n", project_id=project, network_name=network_ready["network"])
+
+    with pytest.raises(ResourceInUseError, match="Cannot delete network .* yet: .*already being used"):
+        op.execute(CONTEXT)
+
+    assert ComputeNetworkHook().find_network(network_ready["network"], project) is not None

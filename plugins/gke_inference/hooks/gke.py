@@ -43,13 +43,12 @@ class AutopilotClusterSpec(NamedTuple):
     labels: dict[str, str]
 
     def to_cluster(self) -> container_v1.Cluster:
-        try:
-            channel = container_v1.ReleaseChannel.Channel[self.release_channel.upper()]
-        except KeyError:
-            choices = ", ".join(c.name for c in container_v1.ReleaseChannel.Channel if c.value)
+        channels = {c.name: c for c in container_v1.ReleaseChannel.Channel if c.value}
+        channel = channels.get(self.release_channel.strip().upper())
+        if channel is None:
             raise InvalidInputError(
-                f"Unknown release channel {self.release_channel!r}; use one of {choices}"
-            ) from None
+                f"Unknown release channel {self.release_channel!r}; use one of {', '.join(channels)}"
+            )
         return container_v1.Cluster(
             name=self.name,
             autopilot=container_v1.Autopilot(enabled=True),

@@ -166,8 +166,7 @@ class KubernetesApplyHook(BaseHook):
 
     def apply(self, objects: Iterable[Mapping[str, Any]]) -> list[ApplyResult]:
         """Server-side apply each object in order; report whether it was created, updated or unchanged."""
-        results = [self.apply_one(obj) for obj in objects]
-        return results
+        return [self.apply_one(obj) for obj in objects]
 
     def apply_one(self, obj: Mapping[str, Any], *, sensitive: bool = False) -> ApplyResult:
         """Apply one object. With ``sensitive``, errors name the object only (never its content)."""

@@ -45,6 +45,16 @@ WORKLOAD_MANIFESTS = (
     "body-based-router",
     "body-routing.yaml",
 )
+# Where each manifest comes in the tutorial, for failure messages.
+TUTORIAL_STEPS: Mapping[str, str] = {
+    "crds": "tutorial 2.2",
+    "model-inference-class.yaml": "tutorial 3.1",
+    "vllm-llama3-1-8b-instruct.yaml": "tutorial 3.2",
+    "inferencepool": "tutorial 3.3",
+    "gateway.yaml": "tutorial 3.4",
+    "body-based-router": "tutorial 5.1",
+    "body-routing.yaml": "tutorial 5.1",
+}
 # Kubernetes answers that no retry will change: the object or the request is wrong.
 TERMINAL_KUBE_STATUSES = frozenset({400, 403, 422})
 
@@ -103,13 +113,13 @@ class ClusterOperatorMixin:
 
 def _fail_if_terminal(exc: BaseException, step: str) -> None:
     """Turn errors that a retry cannot fix into AirflowFailException; let the rest propagate."""
-    from gke_inference.hooks._errors import is_terminal as is_terminal_gcp_error  # noqa: PLC0415
+    from gke_inference.hooks._errors import explain, is_terminal  # noqa: PLC0415
     from gke_inference.hooks.kubernetes import KubernetesApplyError  # noqa: PLC0415
 
     if isinstance(exc, KubernetesApplyError) and exc.http_status in TERMINAL_KUBE_STATUSES:
         raise AirflowFailException(f"{exc} ({step})") from None
-    if is_terminal_gcp_error(exc):
-        raise AirflowFailException(f"{exc} ({step})") from None
+    if is_terminal(exc):
+        raise AirflowFailException(f"{explain(exc)} ({step})") from None
 
 
 class ApplyManifestsOperator(ClusterOperatorMixin, BaseOperator):
@@ -139,7 +149,8 @@ class ApplyManifestsOperator(ClusterOperatorMixin, BaseOperator):
         self.manifests = [manifest] if isinstance(manifest, str) else list(manifest)
         if not self.manifests:
             raise ValueError("ApplyManifestsOperator needs at least one manifest")
-        self.step = step or "apply " + ", ".join(self.manifests)
+        steps = (TUTORIAL_STEPS.get(path.split("/")[0], f"apply {path}") for path in self.manifests)
+        self.step = step or ", ".join(dict.fromkeys(steps))
 
     def render(self, context: Context) -> list[dict]:
         params = params_of(context)

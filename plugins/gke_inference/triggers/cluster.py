@@ -22,6 +22,8 @@ from gke_inference.hooks.gke import (
 
 # Spelled out: Airflow's plugin loader may import this file a second time under another module name.
 CLASSPATH = "gke_inference.triggers.cluster.ClusterRunningTrigger"
+# Polls start this quick and double up to poll_interval, so short provisionings are seen soon.
+FIRST_POLL_INTERVAL = 1.0
 # Event "status" values: success -> the cluster; failed -> terminal, do not retry; error -> retry the task.
 SUCCESS, FAILED, ERROR = "success", "failed", "error"
 
@@ -29,9 +31,10 @@ SUCCESS, FAILED, ERROR = "success", "failed", "error"
 class ClusterRunningTrigger(BaseTrigger):
     """Poll a cluster until it is RUNNING; fail at once on ERROR or DEGRADED.
 
-    Transient API errors (429, 5xx, dropped connections) are logged and polling goes on. Progress
-    is logged every ``log_interval`` seconds (or every poll when polls are slower). ``deadline`` is
-    a Unix timestamp after which the trigger reports a timeout.
+    Polls start after 1 s and slow down to ``poll_interval``. Transient API errors (429, 5xx,
+    dropped connections) are logged and polling goes on. Progress is logged every ``log_interval``
+    seconds (or every poll when polls are slower). ``deadline`` is a Unix timestamp after which the
+    trigger reports a timeout.
     """
 
     def __init__(
@@ -55,6 +58,7 @@ class ClusterRunningTrigger(BaseTrigger):
         self.poll_interval = poll_interval
         self.deadline = deadline
         self.log_interval = log_interval
+        self._hook: GKEClusterHook | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -79,42 +83,53 @@ class ClusterRunningTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         started = time.monotonic()
         last_progress_log = float("-inf")
-        hook: GKEClusterHook | None = None
+        interval = min(FIRST_POLL_INTERVAL, self.poll_interval)
         while True:
-            try:
-                hook = hook or await asyncio.to_thread(self._make_hook)
-                cluster = await asyncio.to_thread(hook.get_cluster, self.cluster_name, self.project_id)
-            except api_exceptions.NotFound:
-                yield self._event(FAILED, f"cluster {self.cluster_name!r} does not exist in {self.location}")
+            final_event, status = await self._check_cluster()
+            if final_event is not None:
+                yield final_event
                 return
-            except Exception as exc:
-                if not (is_transient(exc) or isinstance(exc, api_exceptions.RetryError)):
-                    yield self._event(FAILED if is_terminal(exc) else ERROR, explain(exc))
-                    return
-                self.log.warning(
-                    "Transient error reading cluster %s: %s", self.cluster_name, describe_error(exc)
-                )
-            else:
-                if cluster.status == ClusterStatus.RUNNING:
-                    summary = cluster_summary(cluster, location=self.location, project_id=self.project_id)
-                    yield TriggerEvent({"status": SUCCESS, "cluster": summary})
-                    return
-                failure = cluster_failure(cluster)
-                if failure:
-                    yield self._event(FAILED, failure)
-                    return
-                if time.monotonic() - last_progress_log >= self.log_interval:
-                    last_progress_log = time.monotonic()
-                    self._log_progress(status_name(cluster), started)
+            if status and time.monotonic() - last_progress_log >= self.log_interval:
+                last_progress_log = time.monotonic()
+                self._log_progress(status, started)
             if self.deadline is not None and time.time() >= self.deadline:
                 yield self._event(FAILED, f"cluster {self.cluster_name!r} was not RUNNING before the timeout")
                 return
-            await asyncio.sleep(self._next_sleep())
+            await asyncio.sleep(self._capped_by_deadline(interval))
+            interval = min(interval * 2, self.poll_interval)
 
-    def _next_sleep(self) -> float:
+    async def _check_cluster(self) -> tuple[TriggerEvent | None, str | None]:
+        """One look: a final event, or ``(None, status)`` while it may still become RUNNING.
+
+        The status is ``None`` after a transient error.
+        """
+        try:
+            if self._hook is None:
+                self._hook = await asyncio.to_thread(self._make_hook)
+            cluster = await asyncio.to_thread(self._hook.get_cluster, self.cluster_name, self.project_id)
+        except api_exceptions.NotFound:
+            return self._event(
+                FAILED, f"cluster {self.cluster_name!r} does not exist in {self.location}"
+            ), None
+        except Exception as exc:
+            if is_transient(exc) or isinstance(exc, api_exceptions.RetryError):
+                self.log.warning(
+                    "Transient error reading cluster %s: %s", self.cluster_name, describe_error(exc)
+                )
+                return None, None
+            return self._event(FAILED if is_terminal(exc) else ERROR, explain(exc)), None
+        if cluster.status == ClusterStatus.RUNNING:
+            summary = cluster_summary(cluster, location=self.location, project_id=self.project_id)
+            return TriggerEvent({"status": SUCCESS, "cluster": summary}), None
+        failure = cluster_failure(cluster)
+        if failure:
+            return self._event(FAILED, failure), None
+        return None, status_name(cluster)
+
+    def _capped_by_deadline(self, interval: float) -> float:
         if self.deadline is None:
-            return self.poll_interval
-        return max(0.0, min(self.poll_interval, self.deadline - time.time()))
+            return interval
+        return max(0.0, min(interval, self.deadline - time.time()))
 
     def _log_progress(self, status: str, started: float) -> None:
         elapsed = time.monotonic() - started

@@ -21,7 +21,7 @@ from sandbox.kube.logs import pod_log
 from sandbox.kube.patches import json_patch, merge_patch, strategic_merge_patch
 from sandbox.kube.resources import ResourceType
 from sandbox.kube.scale import scale_view, with_replicas
-from sandbox.kube.selectors import fields_match, labels_match, parse_field_selector, parse_label_selector
+from sandbox.kube.selectors import FieldRequirement, Requirement, parse_field_selector, parse_label_selector
 from sandbox.kube.status import (
     KubeApiError,
     bad_request,
@@ -33,6 +33,7 @@ from sandbox.kube.status import (
     unsupported_media_type,
 )
 from sandbox.kube.tables import table, wants_table
+from sandbox.kube.watch import CLOSE, WatchFilter, stream, write_event
 
 if TYPE_CHECKING:
     from sandbox.kube.cluster import KubeCluster
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 UNAUTHENTICATED_PATHS = frozenset({"/healthz", "/readyz", "/livez"})
 MAX_WATCH_SECONDS = 1800
-_CLOSE = ("CLOSE", {})
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ class KubeApiServer:
 
     def close_watches(self) -> None:
         for queue in list(self._watch_queues):
-            queue.put_nowait(_CLOSE)
+            queue.put_nowait(CLOSE)
 
     @web.middleware
     async def _authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -230,68 +230,53 @@ class KubeApiServer:
         )
 
     async def _watch(
-        self, request: web.Request, target: ResourceRequest, labels, fields
+        self,
+        request: web.Request,
+        target: ResourceRequest,
+        labels: list[Requirement],
+        fields: list[FieldRequirement],
     ) -> web.StreamResponse:
         resource_type = target.resource_type
         timeout = _bounded_timeout(request.query.get("timeoutSeconds"))
         since = request.query.get("resourceVersion", "")
+        revision = None if since in ("", "0") else _revision(since)  # a bad version is a 400, not an event
+        as_table = wants_table(request.headers.get("Accept", ""))
 
-        def relevant(obj: dict[str, Any]) -> bool:
-            return (
-                obj.get("apiVersion") == resource_type.api_version
-                and obj.get("kind") == resource_type.kind
-                and (target.namespace is None or obj["metadata"].get("namespace") == target.namespace)
-                and labels_match(labels, obj)
-                and fields_match(fields, obj)
-            )
+        def render(obj: dict[str, Any]) -> dict[str, Any]:
+            return table(resource_type, [obj], obj["metadata"]["resourceVersion"]) if as_table else obj
 
+        watch_filter = WatchFilter(resource_type, target.namespace, labels, fields)
+        # Subscribe before reading the backlog: nothing can change in between (one event loop).
         queue = self.store.subscribe()
         self._watch_queues.add(queue)
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         response.enable_chunked_encoding()
         try:
+            current = self.store.select(
+                resource_type.api_version, resource_type.kind, target.namespace, labels, fields
+            )
             try:
-                if since in ("", "0"):
-                    backlog = [
-                        ("ADDED", obj)
-                        for obj in self.store.select(
-                            resource_type.api_version, resource_type.kind, target.namespace, labels, fields
-                        )
-                    ]
+                if revision is None:
+                    backlog = watch_filter.start_from_listing(current)
                 else:
-                    backlog = [(t, o) for t, o in self.store.events_since(_revision(since)) if relevant(o)]
+
+                    def earlier(namespace: str, name: str) -> dict[str, Any] | None:
+                        return self.store.version_at(
+                            resource_type.api_version, resource_type.kind, namespace or None, name, revision
+                        )
+
+                    changes = self.store.events_since(revision)
+                    backlog = watch_filter.start_after(current, changes, earlier)
             except KubeApiError as expired:
                 await response.prepare(request)
-                await _write_event(response, "ERROR", expired.to_status())
+                await write_event(response, "ERROR", expired.to_status())
                 return response
             await response.prepare(request)
-            as_table = wants_table(request.headers.get("Accept", ""))
-
-            def render(obj: dict[str, Any]) -> dict[str, Any]:
-                return table(resource_type, [obj], obj["metadata"]["resourceVersion"]) if as_table else obj
-
-            await self._stream(response, queue, backlog, relevant, render, timeout)
+            await stream(response, queue, backlog, watch_filter, render, timeout)
         finally:
             self._watch_queues.discard(queue)
             self.store.unsubscribe(queue)
         return response
-
-    async def _stream(self, response, queue, backlog, relevant, render, timeout: float) -> None:
-        sent_through = 0
-        for event_type, obj in backlog:
-            await _write_event(response, event_type, render(obj))
-            sent_through = max(sent_through, int(obj["metadata"].get("resourceVersion", 0)))
-        with contextlib.suppress(TimeoutError, ConnectionResetError):
-            async with asyncio.timeout(timeout):
-                while True:
-                    event_type, obj = await queue.get()
-                    if (event_type, obj) == _CLOSE:
-                        return
-                    revision = int(obj["metadata"].get("resourceVersion", 0))
-                    if revision <= sent_through or not relevant(obj):
-                        continue
-                    await _write_event(response, event_type, render(obj))
-                    sent_through = revision
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -563,7 +548,3 @@ def _require_object(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise bad_request("the request body must be a JSON object")
     return body
-
-
-async def _write_event(response: web.StreamResponse, event_type: str, obj: dict[str, Any]) -> None:
-    await response.write((json.dumps({"type": event_type, "object": obj}) + "\n").encode())

@@ -203,6 +203,16 @@ class ObjectStore:
             (event_type, copy.deepcopy(obj)) for rv, event_type, obj in self._history if rv > resource_version
         ]
 
+    def version_at(
+        self, api_version: str, kind: str, namespace: str | None, name: str, revision: int
+    ) -> dict[str, Any] | None:
+        """The object as it was at `revision`, if the change history still shows it (else None)."""
+        key = _key(api_version, kind, namespace, name)
+        for rv, event_type, obj in reversed(self._history):
+            if rv <= revision and object_key(obj) == key:
+                return None if event_type == "DELETED" else copy.deepcopy(obj)
+        return None
+
     def compact(self, revision: int) -> None:
         """Forget changes up to `revision`, as etcd compaction does; older watches then get 410 Gone."""
         while self._history and self._history[0][0] <= revision:

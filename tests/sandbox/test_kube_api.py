@@ -329,6 +329,25 @@ def test_watch_without_a_version_starts_with_the_current_objects(api, namespace)
     assert [(e["type"], e["object"].metadata.name) for e in stream] == [("ADDED", "now")]
 
 
+def test_a_watch_with_a_selector_sees_objects_enter_and_leave_it(api, namespace):
+    core = k8s.CoreV1Api(api)
+    core.create_namespaced_config_map(
+        namespace, k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name="mover", labels={"stage": "a"}))
+    )
+    start = core.list_namespaced_config_map(namespace).metadata.resource_version
+    core.patch_namespaced_config_map("mover", namespace, {"metadata": {"labels": {"stage": "b"}}})
+    core.patch_namespaced_config_map("mover", namespace, {"data": {"x": "1"}})
+    core.patch_namespaced_config_map("mover", namespace, {"metadata": {"labels": {"stage": "a"}}})
+    stream = watch.Watch().stream(
+        core.list_namespaced_config_map,
+        namespace,
+        label_selector="stage=b",
+        resource_version=start,
+        timeout_seconds=1,
+    )
+    assert [event["type"] for event in stream] == ["ADDED", "MODIFIED", "DELETED"]
+
+
 # -- deletion cascades -------------------------------------------------------------------------------
 
 

@@ -94,8 +94,10 @@ def main() -> int:
     port = int(os.environ.get("AIRFLOW_PORT", "8080"))
     logdir = home / "logs" / "components"
     logdir.mkdir(parents=True, exist_ok=True)
-    # SIGTERM behaves like Ctrl-C, so `kill` of make's child also cleans up.
+    # SIGTERM behaves like Ctrl-C, so `kill` of make's child also cleans up. SIGINT is set explicitly:
+    # a shell starts background jobs with it ignored, and Python would keep it that way.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     with running_sandbox("demo", home / "up") as info:
         env = airflow_env(home, port, info)
         processes = {name: start(name, env, logdir) for name in COMPONENTS}

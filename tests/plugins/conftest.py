@@ -6,6 +6,7 @@ and leaves other tests' resources alone.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 
 import pytest
@@ -14,6 +15,7 @@ from sandbox.gcp.state import Project, project_number_for
 
 GCP_CONN_ID = "google_cloud_default"
 REGION = "us-central1"
+SLOW_CLUSTER_PROVISIONING = 2.0
 
 
 def unique(prefix: str) -> str:
@@ -26,6 +28,17 @@ def _add_project(sandbox, project_id: str, services: tuple[str, ...]) -> None:
     for service in services:
         project.enable(service)
     sandbox.gcp.projects[project_id] = project
+
+
+@pytest.fixture
+def slow_cluster_provisioning(sandbox) -> float:
+    """Clusters created in the test stay PROVISIONING for seconds, not the "instant" profile's 0.3 s,
+    so a test can observe that state even on a busy machine."""
+    original = sandbox.sandbox.profile
+    slower = dataclasses.replace(original, cluster_provisioning=SLOW_CLUSTER_PROVISIONING)
+    sandbox.run(setattr, sandbox.sandbox, "profile", slower)
+    yield SLOW_CLUSTER_PROVISIONING
+    sandbox.run(setattr, sandbox.sandbox, "profile", original)
 
 
 @pytest.fixture

@@ -69,7 +69,9 @@ def progress_lines(capsys) -> list[str]:
     return [line for line in capsys.readouterr().out.splitlines() if "is PROVISIONING" in line]
 
 
-async def test_provisioning_cluster_yields_success_once_running(sandbox, project, subnet, capsys):
+async def test_provisioning_cluster_yields_success_once_running(
+    sandbox, project, subnet, slow_cluster_provisioning, capsys
+):
     cluster = start_cluster(project, *subnet)
 
     event = await first_event(trigger_for(project, cluster))
@@ -116,7 +118,9 @@ async def test_transient_errors_are_retried_inside_the_trigger(sandbox, project,
     assert statuses[:2] == [503, 503] and statuses[-1] == 200
 
 
-async def test_deadline_reached_while_provisioning_is_a_failure_event(project, subnet):
+async def test_deadline_reached_while_provisioning_is_a_failure_event(
+    project, subnet, slow_cluster_provisioning
+):
     cluster = start_cluster(project, *subnet)
 
     event = await first_event(trigger_for(project, cluster, deadline=time.time() - 1))
@@ -125,7 +129,9 @@ async def test_deadline_reached_while_provisioning_is_a_failure_event(project, s
     assert "was not RUNNING before the timeout" in event["message"]
 
 
-async def test_progress_is_logged_with_elapsed_and_time_left(project, subnet, capsys):
+async def test_progress_is_logged_with_elapsed_and_time_left(
+    project, subnet, slow_cluster_provisioning, capsys
+):
     cluster = start_cluster(project, *subnet)
 
     await first_event(trigger_for(project, cluster, deadline=time.time() + 60, log_interval=0))

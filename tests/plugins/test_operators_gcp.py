@@ -180,7 +180,7 @@ def test_cluster_is_created_then_found_and_the_sensor_returns_its_version(projec
     assert summary["endpoint"] == running.endpoint and summary["status"] == "RUNNING"
 
 
-def test_sensor_defers_while_provisioning_with_the_timeout(project, network_ready):
+def test_sensor_defers_while_provisioning_with_the_timeout(project, network_ready, slow_cluster_provisioning):
     cluster_op(project, network_ready).execute(CONTEXT)
 
     with pytest.raises(TaskDeferred) as deferred:

@@ -133,6 +133,16 @@ def test_an_autopilot_cluster_provisions_then_runs_with_a_kubernetes_endpoint(sa
     assert key not in sandbox.sandbox.clusters
 
 
+def test_a_subnetwork_cannot_be_deleted_while_a_cluster_uses_it(google, vpc):
+    name = unique_name("user")
+    wait_for_operation(google, create(google, autopilot_cluster(name, vpc)))
+    try:
+        with pytest.raises(exceptions.BadRequest, match=f"being used by GKE cluster '{name}'"):
+            google.subnetworks.delete(project=google.project, region=REGION, subnetwork=vpc["subnetwork"])
+    finally:
+        delete_and_wait(google, name)
+
+
 def test_deleting_a_cluster_stops_it_then_it_is_gone(sandbox, google, vpc):
     name = unique_name("lab")
     wait_for_operation(google, create(google, autopilot_cluster(name, vpc)))

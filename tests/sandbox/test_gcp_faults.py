@@ -9,6 +9,8 @@ import pytest
 import requests
 from google.api_core import exceptions
 from google.api_core import retry as retries
+from google.auth import exceptions as auth_exceptions
+from google.auth.transport.requests import Request
 
 from sandbox.testing import GoogleClients, enable_gke_apis, unique_name
 
@@ -69,6 +71,22 @@ def test_a_delay_beyond_the_client_timeout_times_out(sandbox, clean_faults, goog
     with pytest.raises(requests.exceptions.Timeout):
         get_missing_network(google, timeout=0.3)
     assert time.monotonic() - started < 1.5
+
+
+def test_google_auth_retries_a_transient_token_endpoint_failure(sandbox, clean_faults, google):
+    sandbox.faults_add(api="oauth", method="POST", path="^/token$", status=503, count=1)
+    before = len(sandbox.requests(api="oauth"))
+    credentials = google.credentials.with_always_use_jwt_access(False)
+    credentials.refresh(Request())
+    assert credentials.valid
+    assert [entry["status"] for entry in sandbox.requests(api="oauth")[before:]] == [503, 200]
+
+
+def test_a_refused_token_request_fails_the_credential_refresh(sandbox, clean_faults, google):
+    sandbox.faults_add(api="oauth", method="POST", path="^/token$", status=403)
+    credentials = google.credentials.with_always_use_jwt_access(False)
+    with pytest.raises(auth_exceptions.RefreshError):
+        credentials.refresh(Request())
 
 
 def test_a_rule_matches_only_its_api_method_and_path(sandbox, clean_faults, google):

@@ -345,7 +345,7 @@ def test_cluster_delete_waits_and_absence_is_none(cluster_network):
     assert hook.delete_cluster(name, project) is None
 
 
-def test_cluster_auth_before_the_endpoint_exists_is_a_clear_error(cluster_network):
+def test_cluster_auth_before_the_endpoint_exists_is_a_clear_error(cluster_network, slow_cluster_provisioning):
     project, network_name, subnet = cluster_network
     hook = GKEClusterHook(location=REGION)
     name = unique("cluster")

@@ -168,7 +168,9 @@ def test_bad_flag_value_fails_fast():
         op.execute(CONTEXT)
 
 
-def test_cluster_is_created_then_found_and_the_sensor_returns_its_version(project, network_ready):
+def test_cluster_is_created_then_found_and_the_sensor_returns_its_version(
+    project, network_ready, slow_cluster_provisioning
+):
     created = cluster_op(project, network_ready).execute(CONTEXT)
     running = wait_status(project, network_ready["cluster"], ClusterStatus.RUNNING)
     again = cluster_op(project, network_ready).execute(CONTEXT)

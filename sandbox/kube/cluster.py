@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 import ssl
 import tempfile
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from sandbox.core.faults import fault_middleware
 from sandbox.kube.admission import ServiceAddresses
 from sandbox.kube.builtin import (
     BUILTIN_TYPES,
@@ -19,9 +21,11 @@ from sandbox.kube.builtin import (
 )
 from sandbox.kube.controllers import all_controllers
 from sandbox.kube.controllers.base import Controller
+from sandbox.kube.controllers.crds import established_status
 from sandbox.kube.gke_version import GkeVersion
 from sandbox.kube.resources import ResourceRegistry
 from sandbox.kube.server import KubeApiServer
+from sandbox.kube.status import KubeApiError
 from sandbox.kube.store import ObjectStore
 
 BIND_HOST = "127.0.0.1"
@@ -33,12 +37,6 @@ def region_of(location: str) -> str:
     if len(parts) == 3 and len(parts[2]) == 1 and parts[2].isalpha():
         return "-".join(parts[:2])
     return location
-
-
-def _fault_middleware(sandbox: Any) -> list[Any]:
-    from sandbox.core.faults import fault_middleware
-
-    return [fault_middleware("kube", sandbox)]
 
 
 class KubeCluster:
@@ -91,12 +89,13 @@ class KubeCluster:
     async def start(self) -> None:
         if self._runner is not None:
             return
-        app = self._api.build_app(_fault_middleware(self.sandbox))
+        app = self._api.build_app([fault_middleware("kube", self.sandbox)])
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, BIND_HOST, 0, ssl_context=self._tls_context())
-        await site.start()
-        self._port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind((BIND_HOST, 0))
+        self._port = listener.getsockname()[1]
+        await web.SockSite(self._runner, listener, ssl_context=self._tls_context()).start()
         self._controllers = all_controllers(self)
         for controller in self._controllers:
             controller.start()
@@ -134,7 +133,7 @@ class KubeCluster:
         if event_type == "DELETED":
             for withdrawn in self.registry.withdraw_crd(obj["metadata"]["name"]):
                 for instance in self.store.list(withdrawn.api_version, withdrawn.kind):
-                    with contextlib.suppress(Exception):
+                    with contextlib.suppress(KubeApiError):  # gone already, with its owner
                         self.store.delete(
                             withdrawn.api_version,
                             withdrawn.kind,
@@ -155,8 +154,6 @@ class KubeCluster:
                     "status": {"phase": "Active"},
                 }
             )
-        from sandbox.kube.controllers.crds import established_status
-
         for crd in preinstalled_crds(self.version):
             created = self.store.create(crd)
             self.store.update_status(

@@ -139,11 +139,9 @@ class ComputeApi:
 
     async def list_networks(self, request: web.Request) -> web.Response:
         project = self._project(request)
-        networks = [n for (p, _), n in sorted(self._state.networks.items()) if p == project]
+        networks = [self._network(p, name) for (p, name) in sorted(self._state.networks) if p == project]
         return web.json_response(
-            _list_json(
-                "compute#networkList", f"projects/{project}/global/networks", _filtered(networks, request)
-            )
+            _list_json("compute#networkList", f"projects/{project}/global/networks", networks, request)
         )
 
     async def delete_network(self, request: web.Request, project: str) -> tuple[str | None, Operation]:
@@ -212,9 +210,7 @@ class ComputeApi:
         ]
         return web.json_response(
             _list_json(
-                "compute#subnetworkList",
-                f"projects/{project}/regions/{region}/subnetworks",
-                _filtered(subnets, request),
+                "compute#subnetworkList", f"projects/{project}/regions/{region}/subnetworks", subnets, request
             )
         )
 
@@ -463,10 +459,15 @@ def _filtered(items: list[dict], request: web.Request) -> list[dict]:
     return [item for item in items if item["name"] == match.group(1)]
 
 
-def _list_json(kind: str, list_id: str, items: list[dict]) -> dict:
+def _list_json(kind: str, list_id: str, items: list[dict], request: web.Request) -> dict:
+    page, next_token = validation.paginate(
+        _filtered(items, request), request, "maxResults", default_size=500, max_size=500
+    )
     body: dict = {"kind": kind, "id": list_id, "selfLink": SELF_LINK_BASE + list_id}
-    if items:
-        body["items"] = items
+    if page:
+        body["items"] = page
+    if next_token:
+        body["nextPageToken"] = next_token
     return body
 
 

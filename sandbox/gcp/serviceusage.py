@@ -13,7 +13,7 @@ from aiohttp import web
 from sandbox.gcp.errors import GcpError, bad_request, not_found
 from sandbox.gcp.operations import Operation, OperationRunner
 from sandbox.gcp.state import SERVICE_TITLES, GcpState, Project
-from sandbox.gcp.validation import injected_operation_failure, json_body
+from sandbox.gcp.validation import injected_operation_failure, json_body, paginate
 
 _SERVICE_NAME = re.compile(r"[a-z][a-z0-9-]*(\.[a-z0-9-]+)*\.googleapis\.com")
 _TYPE_PREFIX = "type.googleapis.com/google.api.serviceusage.v1."
@@ -54,7 +54,11 @@ class ServiceUsageApi:
         ]
         if wanted:
             services = [s for s in services if s["state"] == wanted.removeprefix("state:")]
-        return web.json_response({"services": services})
+        page, next_token = paginate(services, request, "pageSize", default_size=50, max_size=200)
+        body: dict = {"services": page}
+        if next_token:
+            body["nextPageToken"] = next_token
+        return web.json_response(body)
 
     async def enable(self, request: web.Request) -> web.Response:
         project = self._state.project(request.match_info["project"])

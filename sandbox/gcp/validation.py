@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import re
 
@@ -80,3 +82,25 @@ def injected_operation_failure(operation_type: str, target: str) -> GcpError:
         status="RESOURCE_EXHAUSTED",
         reason="quotaExceeded",
     )
+
+
+def paginate(items: list, request: web.Request, size_param: str, default_size: int, max_size: int):
+    """One page of `items` and the token of the next page (None on the last), from the request's
+    `<size_param>` and `pageToken` query parameters. Tokens are opaque to clients."""
+    raw_size = request.query.get(size_param, str(default_size))
+    try:
+        size = int(raw_size)
+    except ValueError:
+        raise bad_request(f"Invalid value for field '{size_param}': '{raw_size}'.") from None
+    if not 0 < size <= max_size:
+        size = max_size if size > max_size else default_size
+    token = request.query.get("pageToken", "")
+    try:
+        start = int(base64.urlsafe_b64decode(token.encode()).decode().removeprefix("offset:")) if token else 0
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise bad_request(f"Invalid value for field 'pageToken': '{token}'.") from None
+    if start < 0 or start > len(items):
+        raise bad_request(f"Invalid value for field 'pageToken': '{token}'.")
+    end = start + size
+    next_token = base64.urlsafe_b64encode(f"offset:{end}".encode()).decode() if end < len(items) else None
+    return items[start:end], next_token

@@ -136,6 +136,19 @@ def test_listing_networks_with_a_name_filter(google, network):
     assert [item.name for item in listed] == [network]
 
 
+def test_lists_are_paged_and_the_client_pager_follows_the_pages(sandbox, google, network):
+    create_network(google, unique_name("vpc"))
+    before = len(sandbox.requests(api="compute"))
+    paged = [
+        item.name for item in google.networks.list(request={"project": google.project, "max_results": 1})
+    ]
+    requests = len(sandbox.requests(api="compute")) - before
+    assert paged == [item.name for item in google.networks.list(project=google.project)]
+    assert network in paged and requests == len(paged) >= 2
+    with pytest.raises(exceptions.BadRequest, match="pageToken"):
+        google.networks.list(request={"project": google.project, "page_token": "not-a-token"})
+
+
 def test_creating_an_existing_network_conflicts(google, network):
     with pytest.raises(exceptions.Conflict, match="already exists"):
         google.networks.insert(

@@ -64,6 +64,17 @@ def test_list_filters_by_state(google):
     assert all(service.state == ENABLED for service in enabled)
 
 
+def test_list_is_paged(google):
+    parent = f"projects/{google.project}"
+    pager = google.service_usage.list_services(request={"parent": parent, "page_size": 2})
+    first_page = next(iter(pager.pages))
+    assert len(first_page.services) == 2 and first_page.next_page_token
+    all_names = [
+        service.config.name for service in google.service_usage.list_services(request={"parent": parent})
+    ]
+    assert [service.config.name for service in pager] == all_names and len(all_names) > 2
+
+
 def test_a_service_that_is_never_enabled_reads_as_disabled(google):
     assert _service(google, "dataflow.googleapis.com").state == service_usage_v1.State.DISABLED
 

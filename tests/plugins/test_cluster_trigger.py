@@ -118,14 +118,14 @@ async def test_transient_errors_are_retried_inside_the_trigger(sandbox, project,
     assert statuses[:2] == [503, 503] and statuses[-1] == 200
 
 
-async def test_deadline_reached_while_provisioning_is_a_failure_event(
+async def test_deadline_reached_while_provisioning_is_a_retryable_error(
     project, subnet, slow_cluster_provisioning
 ):
     cluster = start_cluster(project, *subnet)
 
     event = await first_event(trigger_for(project, cluster, deadline=time.time() - 1))
 
-    assert event["status"] == "failed"
+    assert event["status"] == "error"
     assert "was not RUNNING before the timeout" in event["message"]
 
 

@@ -93,7 +93,8 @@ class ClusterRunningTrigger(BaseTrigger):
                 last_progress_log = time.monotonic()
                 self._log_progress(status, started)
             if self.deadline is not None and time.time() >= self.deadline:
-                yield self._event(FAILED, f"cluster {self.cluster_name!r} was not RUNNING before the timeout")
+                # Still provisioning is not a verdict on the cluster: a task retry waits again.
+                yield self._event(ERROR, f"cluster {self.cluster_name!r} was not RUNNING before the timeout")
                 return
             await asyncio.sleep(self._capped_by_deadline(interval))
             interval = min(interval * 2, self.poll_interval)

@@ -123,6 +123,21 @@ COLUMNS: dict[tuple[str, str], list[Column]] = {
         ("Accepted", "string", 0, lambda o: _condition(o, "Accepted")),
         AGE,
     ],
+    ("v1", "Event"): [
+        ("Last Seen", "string", 0, lambda o: o.get("lastTimestamp", "")),
+        ("Type", "string", 0, lambda o: o.get("type", "")),
+        ("Reason", "string", 0, lambda o: o.get("reason", "")),
+        (
+            "Object",
+            "string",
+            0,
+            lambda o: (
+                f"{(o.get('involvedObject') or {}).get('kind', '').lower()}/"
+                f"{(o.get('involvedObject') or {}).get('name', '')}"
+            ),
+        ),
+        ("Message", "string", 0, lambda o: o.get("message", "")),
+    ],
     ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): [
         NAME,
         ("Created At", "date", 0, lambda o: o["metadata"].get("creationTimestamp", "")),

@@ -93,6 +93,12 @@ def waiting_reason(pod: dict) -> str | None:
     return (statuses[0]["state"].get("waiting") or {}).get("reason") if statuses else None
 
 
+def events_of(api, namespace: str, name: str) -> dict[str, str]:
+    """reason -> message of the Events about one object, as `kubectl describe` finds them."""
+    events = k8s.CoreV1Api(api).list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
+    return {event.reason: event.message for event in events.items}
+
+
 def create_hf_secret(api, namespace: str, token: str) -> None:
     k8s.CoreV1Api(api).create_namespaced_secret(
         namespace, k8s.V1Secret(metadata=k8s.V1ObjectMeta(name="hf-token"), string_data={"token": token})
@@ -238,6 +244,8 @@ def test_an_empty_hugging_face_token_crash_loops(kube, api, dynamic, namespace):
     )
     logs = k8s.CoreV1Api(api).read_namespaced_pod_log(pods[0]["metadata"]["name"], namespace, tail_lines=1)
     assert "401 Client Error" in logs
+    backoff = k8s.CoreV1Api(api).list_namespaced_event(namespace, field_selector="reason=BackOff").items
+    assert backoff and backoff[0].count >= 2
     container = pods[0]["status"]["containerStatuses"][0]
     assert pods[0]["status"]["phase"] == "Running"
     assert not is_ready(pods[0])
@@ -253,7 +261,7 @@ def test_a_gated_model_without_any_token_crash_loops(kube, dynamic, namespace):
     assert "401" in pods[0]["status"]["containerStatuses"][0]["lastState"]["terminated"]["message"]
 
 
-def test_a_missing_compute_class_leaves_pods_unschedulable_until_it_exists(kube, dynamic, namespace):
+def test_a_missing_compute_class_leaves_pods_unschedulable_until_it_exists(kube, api, dynamic, namespace):
     class_name = f"class-{namespace}"
     apply(
         dynamic,
@@ -269,6 +277,9 @@ def test_a_missing_compute_class_leaves_pods_unschedulable_until_it_exists(kube,
     )
     scheduled = condition_of(pods[0], "PodScheduled")
     assert scheduled["status"] == "False" and class_name in scheduled["message"]
+    assert events_of(api, namespace, pods[0]["metadata"]["name"]) == {
+        "FailedScheduling": scheduled["message"]
+    }
     assert pods[0]["status"]["phase"] == "Pending"
 
     compute_class = {

@@ -144,6 +144,9 @@ def test_the_tutorial_flow_with_kubectl(kube, kubectl, namespace, tmp_path):
     assert gateways_table[0].split() == ["NAME", "CLASS", "ADDRESS", "PROGRAMMED", "AGE"]
     assert gateways_table[1].split()[1:4] == ["gke-l7-regional-external-managed", address, "True"]
 
+    described = kubectl("describe", "pod", "-l", "app=vllm-llama3-1-8b-instruct", "-n", namespace).stdout
+    assert "Started container vllm" in described and "Scheduled" in described
+
     logs = kubectl("logs", "-l", "app=vllm-llama3-1-8b-instruct", "-n", namespace).stdout
     assert "meta-llama/Llama-3.1-8B-Instruct" in logs and "Application startup complete." in logs
 

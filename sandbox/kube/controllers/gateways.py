@@ -10,6 +10,7 @@ from typing import Any
 from sandbox.kube.builtin import GKE_GATEWAY_CONTROLLER
 from sandbox.kube.controllers.base import Controller
 from sandbox.kube.controllers.conditions import condition
+from sandbox.kube.controllers.events import EventRecorder
 
 GATEWAY_CLASS = ("gateway.networking.k8s.io/v1", "GatewayClass")
 GATEWAY = ("gateway.networking.k8s.io/v1", "Gateway")
@@ -58,6 +59,7 @@ class GatewayController(Controller):
         super().__init__(cluster)
         self._first_seen: dict[str, float] = {}
         self._addresses: dict[str, str] = {}
+        self.events = EventRecorder(self.store, "sc-gateway-controller")
 
     def forget(self, gateway: dict[str, Any]) -> None:
         uid = gateway["metadata"]["uid"]
@@ -99,18 +101,21 @@ class GatewayController(Controller):
             return
         blocker = self._programming_blocker(gateway)
         if uid not in self._addresses and blocker:
+            self.events.record(gateway, "Warning", "SYNC", blocker)
             self._write(
                 gateway,
                 [accepted, condition(previous, "Programmed", False, "Invalid", blocker, generation)],
                 False,
             )
-            self.reconcile_later(
-                max(self.profile.gateway_programming, 0.5), gateway
-            )  # a fix shows up on a recheck
+            # A fix (a proxy-only subnet created later) shows up on a recheck.
+            self.reconcile_later(max(self.profile.gateway_programming, 0.5), gateway)
             return
-        self._addresses.setdefault(
-            uid, self._existing_address(gateway) or self.cluster.sandbox.addresses.allocate()
-        )
+        if uid not in self._addresses:
+            self._addresses[uid] = (
+                self._existing_address(gateway) or self.cluster.sandbox.addresses.allocate()
+            )
+            where = f"{metadata.get('namespace')}/{metadata['name']}"
+            self.events.record(gateway, "Normal", "SYNC", f"SYNC on {where} was a success")
         self._write(
             gateway, [accepted, condition(previous, "Programmed", True, "Programmed", "", generation)], True
         )

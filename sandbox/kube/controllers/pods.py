@@ -18,6 +18,7 @@ from typing import Any
 
 from sandbox.kube.controllers.base import Controller
 from sandbox.kube.controllers.conditions import condition
+from sandbox.kube.controllers.events import EventRecorder
 from sandbox.kube.modelservers import (
     GATED_MODEL_PREFIXES,
     HF_TOKEN_FAILURE,
@@ -62,6 +63,7 @@ class PodController(Controller):
     def __init__(self, cluster) -> None:  # noqa: ANN001
         super().__init__(cluster)
         self._progress: dict[str, PodProgress] = {}
+        self.events = EventRecorder(self.store, "kubelet")
 
     def forget(self, pod: dict[str, Any]) -> None:
         progress = self._progress.pop(pod["metadata"]["uid"], None)
@@ -97,10 +99,15 @@ class PodController(Controller):
                     ],
                 },
             )
+            self.events.record(pod, "Warning", "FailedScheduling", blocker)
             return  # a ComputeClass event brings it back
         progress.scheduled_at = time.monotonic()
         progress.node_name = f"gk3-{self.cluster.name}-nap-{random_suffix(8)}"[:63]
         progress.pod_ip = self.cluster.sandbox.addresses.allocate()
+        where = f"{pod['metadata'].get('namespace')}/{pod['metadata']['name']}"
+        self.events.record(
+            pod, "Normal", "Scheduled", f"Successfully assigned {where} to {progress.node_name}"
+        )
         self._start_containers(pod, progress)
 
     def _start_containers(self, pod: dict[str, Any], progress: PodProgress) -> None:
@@ -109,6 +116,7 @@ class PodController(Controller):
             self._write_scheduled(
                 pod, progress, "Pending", statuses, ready=False, reason="ContainersNotReady"
             )
+            self.events.record(pod, "Warning", "FailedMount", mount_failure)
             return  # a Secret or ConfigMap event brings it back
         try:
             environment = self._environments(pod)
@@ -117,8 +125,12 @@ class PodController(Controller):
             self._write_scheduled(
                 pod, progress, "Pending", statuses, ready=False, reason="ContainersNotReady"
             )
+            self.events.record(pod, "Warning", "Failed", f"Error: {error}")
             return  # a Secret or ConfigMap event brings it back
         progress.started_at = time.monotonic()
+        for container in _containers(pod):
+            name = container["name"]
+            self.events.record(pod, "Normal", "Started", f"Started container {name}", about=name)
         if self._hf_token_missing(pod, environment):
             progress.next_restart_at = progress.started_at + self._startup_seconds(pod)
         self._run_containers(pod, progress)
@@ -138,6 +150,10 @@ class PodController(Controller):
             app=(pod["metadata"].get("labels") or {}).get("app"),
         )
         ready = loaded and not never_ready
+        if never_ready:
+            self.events.record(
+                pod, "Warning", "Unhealthy", "Readiness probe failed: HTTP probe failed with statuscode: 503"
+            )
         started_at = self._started_timestamp(pod)
         statuses = [
             _running(c, started_at, ready=ready, restarts=progress.restarts) for c in _containers(pod)
@@ -160,6 +176,10 @@ class PodController(Controller):
                 progress.last_exit = now_timestamp()
                 base = max(self._startup_seconds(pod), 0.2)
                 progress.next_restart_at = now + base * min(2 ** (progress.restarts - 1), MAX_BACKOFF_FACTOR)
+                for container in _containers(pod):
+                    name = container["name"]
+                    message = f"Back-off restarting failed container {name} in pod {pod['metadata']['name']}"
+                    self.events.record(pod, "Warning", "BackOff", message, again=True, about=name)
             statuses = [_crash_looping(c, progress.restarts, progress.last_exit) for c in _containers(pod)]
             self._write_scheduled(
                 pod, progress, "Running", statuses, ready=False, reason="ContainersNotReady"

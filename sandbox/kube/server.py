@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import copy
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from sandbox.kube.resources import ResourceRegistry
     from sandbox.kube.store import ObjectStore
 
+log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 UNAUTHENTICATED_PATHS = frozenset({"/healthz", "/readyz", "/livez"})
 MAX_WATCH_SECONDS = 1800
@@ -64,6 +66,12 @@ async def status_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return await handler(request)
     except KubeApiError as error:
         return _json(error.to_status(), status=error.code)
+    except web.HTTPException:
+        raise
+    except Exception as error:  # a bug in the twin: answer as the API server would, and say where
+        log.exception("the Kubernetes API twin failed on %s %s", request.method, request.path)
+        failure = KubeApiError(500, "InternalError", f"Internal error occurred: {type(error).__name__}")
+        return _json(failure.to_status(), status=500)
 
 
 class KubeApiServer:
@@ -80,7 +88,10 @@ class KubeApiServer:
         return self.cluster.registry
 
     def build_app(self, middlewares: list[Any]) -> web.Application:
-        app = web.Application(middlewares=[*middlewares, status_errors, self._authenticate])
+        # The API server accepts request bodies up to 3 MiB (large CRDs carry big schemas).
+        app = web.Application(
+            middlewares=[*middlewares, status_errors, self._authenticate], client_max_size=3 * 1024 * 1024
+        )
         app.router.add_route("*", "/{tail:.*}", self.dispatch)
         return app
 

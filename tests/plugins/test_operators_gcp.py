@@ -321,3 +321,22 @@ def test_deleting_a_vpc_still_in_use_is_left_to_airflow_retries(project, network
         op.execute(CONTEXT)
 
     assert ComputeNetworkHook().find_network(network_ready["network"], project) is not None
+
+
+def test_console_links_point_at_the_managed_resources():
+    names = {"network": "vpc", "subnet": "nodes", "proxy": "proxy", "cluster": "lab"}
+    network, node_subnet, _ = ensure_network_ops("my-project", names)
+
+    def link(op) -> str:
+        (only,) = op.operator_extra_links
+        return only.get_link(op, ti_key=None)
+
+    assert (
+        link(network) == "https://console.cloud.google.com/networking/networks/details/vpc?project=my-project"
+    )
+    assert link(node_subnet).endswith("/networking/subnetworks/details/us-central1/nodes?project=my-project")
+    assert link(cluster_op("my-project", names)).endswith(
+        "/kubernetes/clusters/details/us-central1/lab/details?project=my-project"
+    )
+    assert link(sensor("my-project", "lab")) == link(cluster_op("my-project", names))
+    assert link(EnableApisOperator(task_id="apis", project_id="None")) == ""

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from gke_inference.links import ClusterConsoleLink
 from gke_inference.operators._gcp_base import GcpOperator
 from gke_inference.ownership import GCP_LABELS
 
@@ -26,6 +27,7 @@ class EnsureAutopilotClusterOperator(GcpOperator):
 
     tutorial_step = "2.1"
     action = "Creating the Autopilot cluster"
+    operator_extra_links = (ClusterConsoleLink(),)
     template_fields: Sequence[str] = (
         *GcpOperator.template_fields,
         "cluster_name",

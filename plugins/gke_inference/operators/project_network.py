@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from gke_inference.hooks._errors import InvalidInputError
+from gke_inference.links import ApisConsoleLink, NetworkConsoleLink, SubnetworkConsoleLink
 from gke_inference.operators._gcp_base import GcpOperator, as_bool, as_seconds
 from gke_inference.ownership import NETWORK_DESCRIPTION
 
@@ -37,6 +38,7 @@ class EnableApisOperator(GcpOperator):
 
     tutorial_step = "1.2"
     action = "Enabling the Google APIs"
+    operator_extra_links = (ApisConsoleLink(),)
     template_fields: Sequence[str] = (*GcpOperator.template_fields, "services")
 
     def __init__(
@@ -69,6 +71,7 @@ class EnsureNetworkOperator(GcpOperator):
 
     tutorial_step = "1.3"
     action = "Creating the VPC"
+    operator_extra_links = (NetworkConsoleLink(),)
     template_fields: Sequence[str] = (*GcpOperator.template_fields, "network_name", "use_existing")
 
     def __init__(self, *, network_name: str, use_existing: bool | str = False, **kwargs: Any) -> None:
@@ -103,6 +106,7 @@ class EnsureSubnetworkOperator(GcpOperator):
 
     tutorial_step = "1.3"
     action = "Creating the subnetwork"
+    operator_extra_links = (SubnetworkConsoleLink(),)
     template_fields: Sequence[str] = (
         *GcpOperator.template_fields,
         "subnetwork_name",

@@ -14,6 +14,7 @@ from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from gke_inference.hooks._errors import explain, is_terminal
+from gke_inference.links import ClusterConsoleLink
 from gke_inference.operators._gcp_base import as_seconds
 
 TUTORIAL_STEP = "2.1"
@@ -26,6 +27,7 @@ class ClusterRunningSensor(BaseSensorOperator):
     "self_link"}``; ``current_master_version`` chooses the CRD set in tutorial 2.2.
     """
 
+    operator_extra_links = (ClusterConsoleLink(),)
     template_fields: Sequence[str] = (
         "cluster_name",
         "location",

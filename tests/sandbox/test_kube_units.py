@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sandbox.kube.apply import leaf_paths, server_side_apply
+from sandbox.kube.builtin import BUILTIN_TYPES
 from sandbox.kube.cluster import region_of
 from sandbox.kube.discovery import wants_aggregated
 from sandbox.kube.gke_version import GkeVersion, serves_builtin_inference_pool
@@ -12,6 +13,7 @@ from sandbox.kube.patches import json_patch, merge_patch, strategic_merge_patch
 from sandbox.kube.selectors import labels_match, parse_field_selector, parse_label_selector
 from sandbox.kube.status import KubeApiError
 from sandbox.kube.store import ObjectStore
+from sandbox.kube.watch import WatchFilter
 
 
 def labelled(**labels: str) -> dict:
@@ -234,3 +236,18 @@ def test_dropping_every_label_keeps_the_rest_of_metadata():
     again = server_side_apply(first, config_map("m"), "airflow", False, ("configmaps", "m", ""))
     assert "labels" not in again["metadata"]
     assert (again["metadata"]["name"], again["metadata"]["uid"]) == ("m", "u-1")
+
+
+def test_watch_filter_translates_selection_changes():
+    config_maps = next(t for t in BUILTIN_TYPES if t.kind == "ConfigMap")
+    watch_filter = WatchFilter(config_maps, "n", parse_label_selector("tier=web"), [])
+    web = {**config_map("a"), "metadata": {**config_map("a")["metadata"], "labels": {"tier": "web"}}}
+    db = {**web, "metadata": {**web["metadata"], "labels": {"tier": "db"}}}
+    other_namespace = {**web, "metadata": {**web["metadata"], "namespace": "elsewhere"}}
+    assert watch_filter.start_from_listing([]) == []
+    assert watch_filter.translate("ADDED", db) is None
+    assert watch_filter.translate("MODIFIED", web) == "ADDED"
+    assert watch_filter.translate("MODIFIED", web) == "MODIFIED"
+    assert watch_filter.translate("MODIFIED", db) == "DELETED"
+    assert watch_filter.translate("DELETED", db) is None
+    assert watch_filter.translate("ADDED", other_namespace) is None

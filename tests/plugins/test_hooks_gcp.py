@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import json
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -384,3 +385,27 @@ def test_retry_after_accepts_seconds_and_http_dates_and_is_capped():
     assert retry_after_seconds(rate_limited("86400")) == MAX_RETRY_AFTER
     assert retry_after_seconds(rate_limited("soon-ish")) is None
     assert retry_after_seconds(api_exceptions.TooManyRequests("no response")) is None
+
+
+# --- endpoints: the connection decides, the code path is the same
+
+
+def test_clients_use_rest_and_the_connections_endpoint(sandbox, gcp_connection):
+    endpoint = sandbox.info["api_endpoint"]
+
+    assert ServiceUsageHook().client.api_endpoint == endpoint
+    assert ComputeNetworkHook().global_operations.api_endpoint == endpoint
+    assert type(GKEClusterHook(location=REGION).client._transport).__name__ == "ClusterManagerRestTransport"
+
+
+def test_without_an_endpoint_extra_the_clients_use_googles_endpoints(sandbox, monkeypatch):
+    extra = {"key_path": sandbox.info["key_path"], "project": "some-project"}
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT",
+        json.dumps({"conn_type": "google_cloud_platform", "extra": extra}),
+    )
+
+    assert ComputeNetworkHook().subnetworks.api_endpoint == "compute.googleapis.com"
+    assert GKEClusterHook(location=REGION).client.api_endpoint == "container.googleapis.com"
+    assert ServiceUsageHook().resolve_project_id(None) == "some-project"
+    assert ServiceUsageHook().resolve_project_id("None") == "some-project"

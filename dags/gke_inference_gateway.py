@@ -31,7 +31,7 @@ from gke_inference.operators.kubernetes import (
     HuggingFaceSecretOperator,
     InstallCrdsOperator,
 )
-from gke_inference.operators.plan import ChooseModeOperator, PlanRunOperator, rebuild_after_teardown
+from gke_inference.operators.plan import ChooseModeOperator, PlanRunOperator, is_rebuild
 from gke_inference.operators.project_network import (
     EnableApisOperator,
     EnsureNetworkOperator,
@@ -54,23 +54,13 @@ RETRY_DELAY = timedelta(seconds=int(os.environ.get("GKE_INFERENCE_RETRY_DELAY_SE
 
 PROJECT = "{{ ti.xcom_pull(task_ids='plan_run', key='project_id') }}"
 MODE = "{{ ti.xcom_pull(task_ids='plan_run', key='mode') }}"
-CLUSTER = {
-    "project_id": PROJECT,
-    "location": "{{ params.region }}",
-    "cluster_name": "{{ params.cluster_name }}",
-    "gcp_conn_id": "{{ params.gcp_conn_id }}",
+GCP = {"project_id": PROJECT, "gcp_conn_id": "{{ params.gcp_conn_id }}"}
+REGIONAL = {**GCP, "region": "{{ params.region }}"}
+CLUSTER = {**GCP, "location": "{{ params.region }}", "cluster_name": "{{ params.cluster_name }}"}
+GATEWAY = {
+    "gateway_address": "{{ ti.xcom_pull(task_ids='verify.wait_gateway_address') }}",
+    "port": "{{ params.gateway_port }}",
 }
-GATEWAY_ADDRESS = "{{ ti.xcom_pull(task_ids='verify.wait_gateway_address') }}"
-TUTORIAL_APIS = [
-    "compute.googleapis.com",
-    "container.googleapis.com",
-    "cloudresourcemanager.googleapis.com",
-    "artifactregistry.googleapis.com",
-    "networkservices.googleapis.com",
-    "servicenetworking.googleapis.com",
-    "monitoring.googleapis.com",
-    "logging.googleapis.com",
-]
 
 with DAG(
     dag_id="gke_inference_gateway",
@@ -102,60 +92,78 @@ with DAG(
         delete_workloads = DeleteManifestsOperator(task_id="delete_workloads", **CLUSTER)
         delete_cluster = DeleteClusterOperator(task_id="delete_cluster", **CLUSTER)
         delete_proxy_subnet = DeleteSubnetworkOperator(
-            task_id="delete_proxy_subnet", project_id=PROJECT, region="{{ params.region }}",
-            subnetwork_name="{{ params.proxy_subnet_name }}", gcp_conn_id="{{ params.gcp_conn_id }}",
+            task_id="delete_proxy_subnet",
+            **REGIONAL,
+            subnetwork_name="{{ params.proxy_subnet_name }}",
         )
         delete_node_subnet = DeleteSubnetworkOperator(
-            task_id="delete_node_subnet", project_id=PROJECT, region="{{ params.region }}",
-            subnetwork_name="{{ params.subnet_name }}", gcp_conn_id="{{ params.gcp_conn_id }}",
+            task_id="delete_node_subnet",
+            **REGIONAL,
+            subnetwork_name="{{ params.subnet_name }}",
         )
         delete_network = DeleteNetworkOperator(
-            task_id="delete_network", project_id=PROJECT, network_name="{{ params.network_name }}",
-            gcp_conn_id="{{ params.gcp_conn_id }}",
+            task_id="delete_network",
+            **GCP,
+            network_name="{{ params.network_name }}",
         )
         delete_workloads >> delete_cluster >> [delete_proxy_subnet, delete_node_subnet] >> delete_network
 
-    rebuild_gate = ShortCircuitOperator(
-        task_id="rebuild_after_teardown", python_callable=rebuild_after_teardown, op_args=[MODE],
+    rebuild_after_teardown = ShortCircuitOperator(
+        task_id="rebuild_after_teardown",
+        python_callable=is_rebuild,
+        op_args=[MODE],
         ignore_downstream_trigger_rules=False,
     )
 
     with TaskGroup("project_network") as project_network:
         enable_apis = EnableApisOperator(
-            task_id="enable_apis", project_id=PROJECT, services=TUTORIAL_APIS,
-            gcp_conn_id="{{ params.gcp_conn_id }}", trigger_rule="none_failed_min_one_success",
+            task_id="enable_apis",
+            **GCP,
+            trigger_rule="none_failed_min_one_success",
         )
         ensure_network = EnsureNetworkOperator(
-            task_id="ensure_network", project_id=PROJECT, network_name="{{ params.network_name }}",
-            use_existing="{{ params.use_existing_network }}", gcp_conn_id="{{ params.gcp_conn_id }}",
+            task_id="ensure_network",
+            **GCP,
+            network_name="{{ params.network_name }}",
+            use_existing="{{ params.use_existing_network }}",
         )
         ensure_node_subnet = EnsureSubnetworkOperator(
-            task_id="ensure_node_subnet", project_id=PROJECT, region="{{ params.region }}",
-            network_name="{{ params.network_name }}", subnetwork_name="{{ params.subnet_name }}",
+            task_id="ensure_node_subnet",
+            **REGIONAL,
+            network_name="{{ params.network_name }}",
+            subnetwork_name="{{ params.subnet_name }}",
             ip_cidr_range="{{ params.subnet_range }}",
             secondary_ranges={
                 "{{ params.pods_range_name }}": "{{ params.pods_range }}",
                 "{{ params.services_range_name }}": "{{ params.services_range }}",
             },
-            use_existing="{{ params.use_existing_network }}", gcp_conn_id="{{ params.gcp_conn_id }}",
+            use_existing="{{ params.use_existing_network }}",
         )
         ensure_proxy_subnet = EnsureSubnetworkOperator(
-            task_id="ensure_proxy_subnet", project_id=PROJECT, region="{{ params.region }}",
-            network_name="{{ params.network_name }}", subnetwork_name="{{ params.proxy_subnet_name }}",
-            ip_cidr_range="{{ params.proxy_subnet_range }}", purpose="REGIONAL_MANAGED_PROXY", role="ACTIVE",
-            gcp_conn_id="{{ params.gcp_conn_id }}",
+            task_id="ensure_proxy_subnet",
+            **REGIONAL,
+            network_name="{{ params.network_name }}",
+            subnetwork_name="{{ params.proxy_subnet_name }}",
+            ip_cidr_range="{{ params.proxy_subnet_range }}",
+            purpose="REGIONAL_MANAGED_PROXY",
+            role="ACTIVE",
         )
         enable_apis >> ensure_network >> [ensure_node_subnet, ensure_proxy_subnet]
 
     with TaskGroup("cluster") as cluster:
         ensure_cluster = EnsureAutopilotClusterOperator(
-            task_id="ensure_cluster", **CLUSTER,
-            network_name="{{ params.network_name }}", subnetwork_name="{{ params.subnet_name }}",
-            pods_range_name="{{ params.pods_range_name }}", services_range_name="{{ params.services_range_name }}",
+            task_id="ensure_cluster",
+            **CLUSTER,
+            network_name="{{ params.network_name }}",
+            subnetwork_name="{{ params.subnet_name }}",
+            pods_range_name="{{ params.pods_range_name }}",
+            services_range_name="{{ params.services_range_name }}",
             release_channel="{{ params.release_channel }}",
         )
         wait_cluster_running = ClusterRunningSensor(
-            task_id="wait_cluster_running", **CLUSTER, timeout="{{ params.cluster_timeout }}",
+            task_id="wait_cluster_running",
+            **CLUSTER,
+            timeout="{{ params.cluster_timeout }}",
         )
         choose_crd_set = ChooseCrdSetOperator(
             task_id="choose_crd_set",
@@ -166,7 +174,9 @@ with DAG(
         install_crds_objective_only = InstallCrdsOperator(
             task_id="install_crds_objective_only", crd_set="objective_only", **CLUSTER
         )
-        install_crds_full_set = InstallCrdsOperator(task_id="install_crds_full_set", crd_set="full", **CLUSTER)
+        install_crds_full_set = InstallCrdsOperator(
+            task_id="install_crds_full_set", crd_set="full", **CLUSTER
+        )
         ensure_cluster >> wait_cluster_running >> choose_crd_set
         choose_crd_set >> [install_crds_objective_only, install_crds_full_set]
 
@@ -184,7 +194,9 @@ with DAG(
 
     with TaskGroup("gateway") as gateway:
         apply_inference_pool = ApplyManifestsOperator(
-            task_id="apply_inference_pool", manifest="inferencepool", **CLUSTER,
+            task_id="apply_inference_pool",
+            manifest="inferencepool",
+            **CLUSTER,
             trigger_rule="none_failed_min_one_success",
         )
         apply_gateway = ApplyManifestsOperator(task_id="apply_gateway", manifest="gateway.yaml", **CLUSTER)
@@ -192,17 +204,26 @@ with DAG(
 
     with TaskGroup("verify") as verify:
         wait_gateway_address = GatewayAddressSensor(
-            task_id="wait_gateway_address", gateway_name="{{ params.gateway_name }}",
-            namespace="{{ params.namespace }}", timeout="{{ params.gateway_timeout }}", **CLUSTER,
+            task_id="wait_gateway_address",
+            gateway_name="{{ params.gateway_name }}",
+            namespace="{{ params.namespace }}",
+            timeout="{{ params.gateway_timeout }}",
+            **CLUSTER,
         )
         wait_model_pods_ready = PodsReadySensor(
-            task_id="wait_model_pods_ready", namespace="{{ params.namespace }}",
-            label_selector="app={{ params.model_app_label }}", replicas="{{ params.replicas }}",
-            timeout="{{ params.pods_timeout }}", **CLUSTER,
+            task_id="wait_model_pods_ready",
+            namespace="{{ params.namespace }}",
+            label_selector="app={{ params.model_app_label }}",
+            replicas="{{ params.replicas }}",
+            timeout="{{ params.pods_timeout }}",
+            **CLUSTER,
         )
         check_chat_completion = ChatCompletionCheckOperator(
-            task_id="check_chat_completion", gateway_address=GATEWAY_ADDRESS, port="{{ params.gateway_port }}",
-            model="{{ params.model_name }}", prompt="{{ params.prompt }}", max_tokens="{{ params.max_tokens }}",
+            task_id="check_chat_completion",
+            **GATEWAY,
+            model="{{ params.model_name }}",
+            prompt="{{ params.prompt }}",
+            max_tokens="{{ params.max_tokens }}",
         )
         [wait_gateway_address, wait_model_pods_ready] >> check_chat_completion
 
@@ -211,19 +232,27 @@ with DAG(
             task_id="install_body_based_router", manifest="body-based-router", **CLUSTER
         )
         wait_body_based_router = PodsReadySensor(
-            task_id="wait_body_based_router", namespace="{{ params.namespace }}",
-            label_selector="app=body-based-router", replicas=1, timeout="{{ params.pods_timeout }}", **CLUSTER,
+            task_id="wait_body_based_router",
+            namespace="{{ params.namespace }}",
+            label_selector="app=body-based-router",
+            replicas=1,
+            timeout="{{ params.pods_timeout }}",
+            **CLUSTER,
         )
         apply_body_routing_route = ApplyManifestsOperator(
             task_id="apply_body_routing_route", manifest="body-routing.yaml", **CLUSTER
         )
         check_right_model = ModelRoutingCheckOperator(
-            task_id="check_right_model", gateway_address=GATEWAY_ADDRESS, port="{{ params.gateway_port }}",
-            model="{{ params.model_name }}", expect="accepted",
+            task_id="check_right_model",
+            **GATEWAY,
+            model="{{ params.model_name }}",
+            expect="accepted",
         )
         check_wrong_model_rejected = ModelRoutingCheckOperator(
-            task_id="check_wrong_model_rejected", gateway_address=GATEWAY_ADDRESS,
-            port="{{ params.gateway_port }}", model="{{ params.wrong_model_name }}", expect="rejected",
+            task_id="check_wrong_model_rejected",
+            **GATEWAY,
+            model="{{ params.wrong_model_name }}",
+            expect="rejected",
         )
         # The model-only route replaces the catch-all, so the router must already add the header, and
         # a rejection only means something once the right model is known to pass.
@@ -233,7 +262,7 @@ with DAG(
     run_report = RunReportOperator(task_id="run_report", trigger_rule="none_failed_min_one_success")
 
     plan_run >> choose_mode >> [build, delete_workloads]
-    teardown >> rebuild_gate >> enable_apis
+    teardown >> rebuild_after_teardown >> enable_apis
     build >> enable_apis
     ensure_node_subnet >> ensure_cluster
     wait_cluster_running >> [apply_compute_class, create_hf_secret]

@@ -45,7 +45,9 @@ def main() -> int:
 
 
 def print_summary(dag_run, elapsed_s: float) -> None:
-    task_instances = sorted(dag_run.get_task_instances(), key=lambda ti: (ti.start_date is None, ti.start_date))
+    task_instances = sorted(
+        dag_run.get_task_instances(), key=lambda ti: (ti.start_date is None, ti.start_date)
+    )
     width = max(len(ti.task_id) for ti in task_instances)
     print(f"\nRun {dag_run.run_id}: {dag_run.state} in {elapsed_s:.1f} s\n")
     print(f"{'task':<{width}}  {'state':<16} tries  seconds")

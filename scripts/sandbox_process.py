@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -18,7 +18,7 @@ STOP_TIMEOUT_S = 15
 
 
 @contextlib.contextmanager
-def running_sandbox(profile: str, workdir: Path) -> Iterator[dict]:
+def running_sandbox(profile: str, workdir: Path) -> Generator[dict]:
     """Start `python -m sandbox serve`, yield its info once ready, stop it on exit."""
     workdir.mkdir(parents=True, exist_ok=True)
     info_file = workdir / "sandbox-info.json"
@@ -47,7 +47,9 @@ def _wait_for_info(process: subprocess.Popen, info_file: Path, log_path: Path) -
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the sandbox exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+            raise RuntimeError(
+                f"the sandbox exited with {process.returncode}:\n{log_path.read_text()[-3000:]}"
+            )
         if info_file.exists():
             return json.loads(info_file.read_text())
         time.sleep(0.1)

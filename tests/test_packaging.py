@@ -94,7 +94,9 @@ def test_compose_execution_api_url_points_at_the_api_server(compose):
 
 def test_compose_database_driver_is_in_the_lock(compose):
     env = compose["x-airflow-common"]["environment"]
-    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://airflow:airflow@postgres/")
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith(
+        "postgresql+psycopg2://airflow:airflow@postgres/"
+    )
     pins = locked_versions()
     assert "psycopg2-binary" in pins and "apache-airflow-providers-postgres" in pins
 

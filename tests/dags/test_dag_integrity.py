@@ -15,8 +15,15 @@ REPO = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted((REPO / "dags").glob("*.py"))
 HEAVY_MODULES = ("google.cloud.", "googleapiclient", "kubernetes", "kubernetes_asyncio", "openai", "aiohttp")
 # What a DAG file may import at its top level: Airflow's authoring API, the project's plugins, stdlib.
-ALLOWED_TOP_LEVEL = ("airflow.sdk", "airflow.providers.standard", "gke_inference", "pendulum", "datetime", "os",
-                     "__future__")
+ALLOWED_TOP_LEVEL = (
+    "airflow.sdk",
+    "airflow.providers.standard",
+    "gke_inference",
+    "pendulum",
+    "datetime",
+    "os",
+    "__future__",
+)
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +91,10 @@ def test_parsing_touches_no_db_no_network_and_no_heavy_client(dag_file, tmp_path
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "plugins"), str(REPO)])
     probe = subprocess.run(
         [sys.executable, "-c", PARSE_PROBE, str(dag_file), json.dumps(HEAVY_MODULES)],
-        env=env, capture_output=True, text=True, timeout=120,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert probe.returncode == 0, probe.stderr[-3000:]
     heavy = json.loads(probe.stdout.strip().splitlines()[-1])

@@ -62,8 +62,12 @@ def test_first_run_builds_everything_and_the_checks_pass(dag, sandbox):
     assert dag_run.state == "success", states
     skipped = {task for task, state in states.items() if state == "skipped"}
     assert skipped == {
-        "teardown.delete_workloads", "teardown.delete_cluster", "teardown.delete_proxy_subnet",
-        "teardown.delete_node_subnet", "teardown.delete_network", "rebuild_after_teardown",
+        "teardown.delete_workloads",
+        "teardown.delete_cluster",
+        "teardown.delete_proxy_subnet",
+        "teardown.delete_node_subnet",
+        "teardown.delete_network",
+        "rebuild_after_teardown",
         "cluster.install_crds_full_set",  # the sandbox's cluster is past 1.34.0-gke.1626000
     }
     assert all(state == "success" for task, state in states.items() if task not in skipped), states
@@ -106,10 +110,13 @@ def test_non_default_params_are_what_the_sandbox_ends_up_with(dag, sandbox):
     assert dag_run.state == "success", states
 
     clients = GoogleClients(sandbox.info)
-    subnet = clients.subnetworks.get(project=clients.project, region="europe-west4", subnetwork="other-subnet")
+    subnet = clients.subnetworks.get(
+        project=clients.project, region="europe-west4", subnetwork="other-subnet"
+    )
     assert subnet.ip_cidr_range == "172.16.0.0/20"
     assert {r.range_name: r.ip_cidr_range for r in subnet.secondary_ip_ranges} == {
-        "other-pods": "172.20.0.0/14", "other-services": "172.24.0.0/20"
+        "other-pods": "172.20.0.0/14",
+        "other-services": "172.24.0.0/20",
     }
     assert subnet.network.endswith("/networks/other-vpc")
     cluster_key = f"projects/{sandbox.info['project_id']}/locations/europe-west4/clusters/other-cluster"
@@ -118,12 +125,17 @@ def test_non_default_params_are_what_the_sandbox_ends_up_with(dag, sandbox):
     assert deployment["spec"]["replicas"] == 2
     args = " ".join(deployment["spec"]["template"]["spec"]["containers"][0]["args"])
     assert "Qwen/Qwen2.5-7B-Instruct" in args
-    pool = sandbox.run(cluster.store.get, "inference.networking.k8s.io/v1", "InferencePool", "default", "qwen-pool")
+    pool = sandbox.run(
+        cluster.store.get, "inference.networking.k8s.io/v1", "InferencePool", "default", "qwen-pool"
+    )
     assert pool["spec"]["selector"]["matchLabels"] == {"app": "vllm-qwen"}
-    gateway = sandbox.run(cluster.store.get, "gateway.networking.k8s.io/v1", "Gateway", "default", "other-gateway")
+    gateway = sandbox.run(
+        cluster.store.get, "gateway.networking.k8s.io/v1", "Gateway", "default", "other-gateway"
+    )
     assert gateway["spec"]["listeners"][0]["port"] == 8081
     ready = [
-        pod for pod in sandbox.run(cluster.store.list, "v1", "Pod", "default", {"app": "vllm-qwen"})
+        pod
+        for pod in sandbox.run(cluster.store.list, "v1", "Pod", "default", {"app": "vllm-qwen"})
         if any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
     ]
     assert len(ready) == 2

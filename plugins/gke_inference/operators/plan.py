@@ -64,6 +64,6 @@ class ChooseModeOperator(BaseBranchOperator):
         return self.build_task_id if mode == "ensure" else self.teardown_task_id
 
 
-def rebuild_after_teardown(mode: str) -> bool:
+def is_rebuild(mode: str) -> bool:
     """After the teardown group, only a rebuild goes on to build."""
     return mode == "rebuild"

@@ -99,7 +99,7 @@ class Sandbox:
             with contextlib.suppress(Exception):
                 await runner.cleanup()
         self._runners.clear()
-        self.addresses.release()
+        self.addresses.close()
         if self._owns_state_dir and self._state_dir is not None:
             shutil.rmtree(self._state_dir, ignore_errors=True)
 

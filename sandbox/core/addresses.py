@@ -57,7 +57,10 @@ class AddressPool:
                 return address
         raise RuntimeError(f"the loopback pool 127.{self.second_octet}.0.0/16 is exhausted")
 
-    def release(self) -> None:
-        """Give the /16 back for another pool of this process (when its sandbox stops)."""
+    def close(self) -> None:
+        """Give the /16 back for another pool of this process (when its sandbox stops).
+
+        Addresses are handed out once and never reused while the pool lives, so a deleted pod's
+        or gateway's address needs no release of its own."""
         with _claim_lock:
             _claimed_octets.discard(self.second_octet)

@@ -32,8 +32,8 @@ def test_address_pools_hand_out_distinct_loopback_addresses():
     try:
         addresses = [first.allocate() for _ in range(300)] + [second.allocate() for _ in range(300)]
     finally:
-        first.release()
-        second.release()
+        first.close()
+        second.close()
     assert len(set(addresses)) == 600
     for address in addresses:
         parsed = ipaddress.IPv4Address(address)
@@ -50,7 +50,7 @@ def test_an_address_whose_model_port_is_taken_is_skipped():
             squatter.listen()
             assert pool.allocate() != candidate
     finally:
-        pool.release()
+        pool.close()
 
 
 def test_issued_certificates_verify_against_the_ca(tmp_path):

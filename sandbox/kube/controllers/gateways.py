@@ -64,10 +64,7 @@ class GatewayController(Controller):
     def forget(self, gateway: dict[str, Any]) -> None:
         uid = gateway["metadata"]["uid"]
         self._first_seen.pop(uid, None)
-        address = self._addresses.pop(uid, None)
-        release = getattr(self.cluster.sandbox.addresses, "release", None)
-        if address and release is not None:
-            release(address)
+        self._addresses.pop(uid, None)
 
     def reconcile(self, gateway: dict[str, Any]) -> None:
         metadata = gateway["metadata"]

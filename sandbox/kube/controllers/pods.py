@@ -66,10 +66,7 @@ class PodController(Controller):
         self.events = EventRecorder(self.store, "kubelet")
 
     def forget(self, pod: dict[str, Any]) -> None:
-        progress = self._progress.pop(pod["metadata"]["uid"], None)
-        release = getattr(self.cluster.sandbox.addresses, "release", None)
-        if progress is not None and progress.pod_ip and release is not None:
-            release(progress.pod_ip)
+        self._progress.pop(pod["metadata"]["uid"], None)
 
     # -- the state machine ---------------------------------------------------------------------
 

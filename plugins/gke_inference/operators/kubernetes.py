@@ -17,6 +17,7 @@ from airflow.sdk.log import mask_secret
 from gke_inference import manifests
 from gke_inference.gke_version import MANAGED_INFERENCE_POOL_SINCE, serves_inference_pool_crd
 from gke_inference.manifests import object_ref
+from gke_inference.operators.teardown_gcp import is_service_disabled
 from gke_inference.ownership import K8S_LABELS
 
 if TYPE_CHECKING:
@@ -387,7 +388,7 @@ class DeleteManifestsOperator(ClusterOperatorMixin, BaseOperator):
         try:
             results = self.kube_hook.delete(objects, owned_only=True)
         except Exception as exc:
-            if not _is_not_found(exc):
+            if not (_is_not_found(exc) or is_service_disabled(exc)):
                 _fail_if_terminal(exc, "teardown")
                 raise
             self.log.info("Cluster %s does not exist; nothing to delete", self.cluster_name)

@@ -2,19 +2,22 @@
 
 Ownership: clusters carry the ``managed-by`` resource label; networks and subnetworks, which have
 no labels, carry the DAG's description. Anything else is left alone and reported as "not owned".
-A resource already gone counts as success. Order them cluster -> subnetworks -> network.
+A resource already gone counts as success, and so does an API that is disabled (a teardown of a
+project the DAG never reached: nothing of that API can exist). Order them cluster -> subnetworks -> network.
 Hooks are imported inside ``execute`` to keep DAG parsing free of the Google client libraries.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from gke_inference.operators._gcp_base import GcpOperator, as_seconds
 from gke_inference.ownership import is_owned_gcp_labels, is_owned_network_description
 
 if TYPE_CHECKING:
+    import logging
+
     from gke_inference.hooks.gke import GKEClusterHook
 
 DELETED, ABSENT, NOT_OWNED = "deleted", "absent", "not owned"
@@ -22,6 +25,13 @@ DELETED, ABSENT, NOT_OWNED = "deleted", "absent", "not owned"
 
 def _outcome(name: str, reason: str) -> dict:
     return {"name": name, "deleted": reason == DELETED, "reason": reason}
+
+
+def is_service_disabled(exc: BaseException) -> bool:
+    """The API this call needs is not enabled in the project, so it holds no resources."""
+    from google.api_core import exceptions as api_exceptions
+
+    return isinstance(exc, api_exceptions.GoogleAPICallError) and exc.reason == "SERVICE_DISABLED"
 
 
 class DeleteClusterOperator(GcpOperator):
@@ -54,7 +64,13 @@ class DeleteClusterOperator(GcpOperator):
 
             hook = GKEClusterHook(location=self.location, **self.hook_kwargs())
             project = hook.resolve_project_id(self.project_id)
-            reason = self._delete(hook, project, timeout)
+            try:
+                reason = self._delete(hook, project, timeout)
+            except Exception as exc:
+                if not is_service_disabled(exc):
+                    raise
+                self.log.info("The Kubernetes Engine API is disabled: no cluster can exist")
+                reason = ABSENT
         self.log.info("Cluster %s: %s", self.cluster_name, reason)
         return _outcome(self.cluster_name, reason)
 
@@ -97,17 +113,17 @@ class DeleteSubnetworkOperator(GcpOperator):
 
             hook = ComputeNetworkHook(**self.hook_kwargs())
             project = hook.resolve_project_id(self.project_id)
-            subnetwork = hook.find_subnetwork(self.subnetwork_name, self.region, project)
-            if subnetwork is None:
-                reason = ABSENT
-            elif not is_owned_network_description(subnetwork.description):
-                reason = NOT_OWNED
-            else:
-                reason = (
-                    DELETED if hook.delete_subnetwork(self.subnetwork_name, self.region, project) else ABSENT
-                )
+            reason = _absent_if_compute_disabled(self._delete, hook, project, self.log)
         self.log.info("Subnetwork %s: %s", self.subnetwork_name, reason)
         return _outcome(self.subnetwork_name, reason)
+
+    def _delete(self, hook, project: str) -> str:
+        subnetwork = hook.find_subnetwork(self.subnetwork_name, self.region, project)
+        if subnetwork is None:
+            return ABSENT
+        if not is_owned_network_description(subnetwork.description):
+            return NOT_OWNED
+        return DELETED if hook.delete_subnetwork(self.subnetwork_name, self.region, project) else ABSENT
 
 
 class DeleteNetworkOperator(GcpOperator):
@@ -130,12 +146,26 @@ class DeleteNetworkOperator(GcpOperator):
 
             hook = ComputeNetworkHook(**self.hook_kwargs())
             project = hook.resolve_project_id(self.project_id)
-            network = hook.find_network(self.network_name, project)
-            if network is None:
-                reason = ABSENT
-            elif not is_owned_network_description(network.description):
-                reason = NOT_OWNED
-            else:
-                reason = DELETED if hook.delete_network(self.network_name, project) else ABSENT
+            reason = _absent_if_compute_disabled(self._delete, hook, project, self.log)
         self.log.info("Network %s: %s", self.network_name, reason)
         return _outcome(self.network_name, reason)
+
+    def _delete(self, hook, project: str) -> str:
+        network = hook.find_network(self.network_name, project)
+        if network is None:
+            return ABSENT
+        if not is_owned_network_description(network.description):
+            return NOT_OWNED
+        return DELETED if hook.delete_network(self.network_name, project) else ABSENT
+
+
+def _absent_if_compute_disabled(
+    delete: Callable[[Any, str], str], hook: Any, project: str, log: logging.Logger
+) -> str:
+    try:
+        return delete(hook, project)
+    except Exception as exc:
+        if not is_service_disabled(exc):
+            raise
+        log.info("The Compute Engine API is disabled: no network can exist")
+        return ABSENT

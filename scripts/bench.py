@@ -1,7 +1,8 @@
-"""`make bench`: not measured yet (issue 8). Says so instead of printing made-up figures."""
+"""`make bench`: the benchmarks in the `bench` package (see bench/__main__.py and BENCHMARKS.md)."""
 
 import sys
 
+from bench.__main__ import main
+
 if __name__ == "__main__":
-    print("make bench: no benchmarks are implemented yet; see BENCHMARKS.md once they are.", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(main())

@@ -53,3 +53,16 @@ class ClusterConsoleLink(BaseOperatorLink):
     def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:
         path = f"kubernetes/clusters/details/{operator.location}/{operator.cluster_name}/details"
         return console_url(path, operator.project_id)
+
+
+class GatewayConsoleLink(BaseOperatorLink):
+    """The Gateway's page under "Gateways, Services & Ingress": its address, routes and load balancer."""
+
+    name = "Gateway"
+
+    def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:
+        path = (
+            f"kubernetes/gateway/{operator.location}/{operator.cluster_name}"
+            f"/{operator.namespace}/{operator.gateway_name}/details"
+        )
+        return console_url(path, operator.project_id)

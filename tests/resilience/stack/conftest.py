@@ -7,7 +7,9 @@ rendered field may ever show. Scheduled runs are off: every run here is triggere
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import secrets
 import socket
 import time
@@ -17,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from sandbox.testing import unique_name
 from scripts.airflow_stack import AirflowStack
 from scripts.sandbox_process import airflow_connection_env
 
@@ -149,3 +152,45 @@ def airflow_api(airflow_stack) -> AirflowApi:
     answer = api.request("PATCH", f"/api/v2/dags/{DAG_ID}", json={"is_paused": False})
     assert answer.status_code == 200, answer.text
     return api
+
+
+def environment_names(prefix: str) -> dict:
+    """Params that give a run its own VPC, subnets and cluster in the shared sandbox."""
+    return {
+        "network_name": unique_name(f"{prefix}-vpc"),
+        "subnet_name": unique_name(f"{prefix}-subnet"),
+        "proxy_subnet_name": unique_name(f"{prefix}-proxy"),
+        "cluster_name": unique_name(prefix),
+        # A gateway listens on port 80 on GKE; an unprivileged user cannot bind it on loopback.
+        "gateway_port": 8080,
+    }
+
+
+# Requests that create something: Service Usage enables, Compute inserts, Container creates, and
+# Kubernetes creates (POST, or a server-side apply that answered 201 Created).
+GCP_CREATE = re.compile(r"(:enable|:batchEnable|/networks|/subnetworks|/clusters)$")
+
+
+def creates(entries: list[dict]) -> list[str]:
+    found = []
+    for entry in entries:
+        if entry["api"] in {"compute", "container", "serviceusage"}:
+            if entry["method"] == "POST" and GCP_CREATE.search(entry["path"]):
+                found.append(f"{entry['method']} {entry['path']}")
+        elif entry["api"] == "kube" and (entry["method"] == "POST" or entry["status"] == 201):
+            found.append(f"{entry['method']} {entry['path']}")
+    return found
+
+
+@pytest.fixture
+def slow_provisioning(sandbox):
+    """Set how long clusters created in the test stay PROVISIONING; the profile is restored after."""
+    original = sandbox.sandbox.profile
+
+    def set_seconds(seconds: float) -> None:
+        sandbox.run(
+            setattr, sandbox.sandbox, "profile", dataclasses.replace(original, cluster_provisioning=seconds)
+        )
+
+    yield set_seconds
+    sandbox.run(setattr, sandbox.sandbox, "profile", original)

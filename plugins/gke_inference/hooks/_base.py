@@ -6,7 +6,8 @@ from airflow.providers.google.common.hooks.base_google import GoogleBaseHook
 from google.api_core.client_options import ClientOptions
 from google.api_core.gapic_v1.client_info import ClientInfo
 
-from gke_inference.hooks._errors import MissingProjectError
+from gke_inference.hooks._errors import InvalidInputError, MissingProjectError
+from gke_inference.hooks._retry import REQUEST_TIMEOUT
 
 CLIENT_INFO = ClientInfo(user_agent="airflow-gke-inference-gateway")
 
@@ -18,12 +19,18 @@ class EndpointAwareGoogleHook(GoogleBaseHook):
     """A GoogleBaseHook whose clients use the REST transport and the connection's API endpoint.
 
     The optional connection extra ``api_endpoint`` (e.g. ``http://127.0.0.1:8080``) points every
-    client at that endpoint; without it the clients use Google's own endpoints.
+    client at that endpoint; without it the clients use Google's own endpoints. The optional extra
+    ``request_timeout`` (seconds) bounds each HTTP request, 30 s by default.
     """
 
     @property
     def api_endpoint(self) -> str | None:
         return self._get_field("api_endpoint") or None
+
+    @property
+    def request_timeout(self) -> float:
+        """Seconds one HTTP request may take before it is abandoned (and retried if budget is left)."""
+        return parse_request_timeout(self._get_field("request_timeout"), self.gcp_conn_id)
 
     def client_options(self) -> ClientOptions:
         return self.get_client_options(api_endpoint_override=self.api_endpoint)
@@ -46,3 +53,18 @@ class EndpointAwareGoogleHook(GoogleBaseHook):
         raise MissingProjectError(
             f"No GCP project: set the project_id param or the project of connection {self.gcp_conn_id!r}"
         )
+
+
+def parse_request_timeout(raw: object, conn_id: str) -> float:
+    """The connection's ``request_timeout`` extra as positive seconds; the default when unset."""
+    if raw in (None, ""):
+        return REQUEST_TIMEOUT
+    try:
+        seconds = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = 0.0
+    if not seconds > 0:
+        raise InvalidInputError(
+            f"Connection {conn_id!r}: request_timeout must be a positive number of seconds, got {raw!r}"
+        )
+    return seconds

@@ -66,6 +66,9 @@ def is_transient(exc: BaseException) -> bool:
     status = http_status_of(exc)
     if status is not None:
         return status in TRANSIENT_HTTP_STATUSES
+    if isinstance(exc, google.auth.exceptions.RefreshError):
+        # The token endpoint answered 429/5xx (google-auth already retried a few times itself).
+        return bool(getattr(exc, "retryable", False))
     return isinstance(exc, _CONNECTION_ERRORS)
 
 

@@ -21,12 +21,17 @@ from gke_inference.hooks._errors import (
     ResourceMismatchError,
 )
 from gke_inference.hooks._operations import DEFAULT_OPERATION_TIMEOUT, poll_until
-from gke_inference.hooks._retry import DEFAULT_RETRY, REQUEST_TIMEOUT
+from gke_inference.hooks._retry import DEFAULT_RETRY
 
 PROXY_ONLY_PURPOSE = "REGIONAL_MANAGED_PROXY"
 ACTIVE_ROLE = "ACTIVE"
 # operations.wait blocks on the server for up to two minutes before answering.
-OPERATION_WAIT_REQUEST_TIMEOUT = 150.0
+OPERATION_WAIT_SERVER_HOLD = 120.0
+# Operation error codes that say "not now" rather than "never" (Compute reports them with HTTP 403).
+# QUOTA_EXCEEDED is not among them: a project quota does not grow by waiting.
+RETRYABLE_OPERATION_ERROR_CODES = frozenset(
+    {"RATE_LIMIT_EXCEEDED", "RESOURCE_OPERATION_RATE_EXCEEDED", "ZONE_RESOURCE_POOL_EXHAUSTED"}
+)
 
 
 class ResourceInUseError(RuntimeError):
@@ -123,7 +128,7 @@ class ComputeNetworkHook(EndpointAwareGoogleHook):
             project=self.resolve_project_id(project_id),
             network=name,
             retry=DEFAULT_RETRY,
-            timeout=REQUEST_TIMEOUT,
+            timeout=self.request_timeout,
         )
 
     def find_network(self, name: str, project_id: str | None = None) -> compute_v1.Network | None:
@@ -153,7 +158,7 @@ class ComputeNetworkHook(EndpointAwareGoogleHook):
                 project=project, network_resource=network, request_id=str(uuid.uuid4())
             ),
             retry=DEFAULT_RETRY,
-            timeout=REQUEST_TIMEOUT,
+            timeout=self.request_timeout,
         )
         self.wait_for_operation(operation, project, timeout=timeout)
         return self.get_network(name, project)
@@ -169,7 +174,7 @@ class ComputeNetworkHook(EndpointAwareGoogleHook):
                     project=project, network=name, request_id=str(uuid.uuid4())
                 ),
                 retry=DEFAULT_RETRY,
-                timeout=REQUEST_TIMEOUT,
+                timeout=self.request_timeout,
             )
         except api_exceptions.NotFound:
             return False
@@ -189,7 +194,7 @@ class ComputeNetworkHook(EndpointAwareGoogleHook):
             region=region,
             subnetwork=name,
             retry=DEFAULT_RETRY,
-            timeout=REQUEST_TIMEOUT,
+            timeout=self.request_timeout,
         )
 
     def find_subnetwork(
@@ -208,7 +213,7 @@ class ComputeNetworkHook(EndpointAwareGoogleHook):
             project=self.resolve_project_id(project_id),
             region=region,
             retry=DEFAULT_RETRY,
-            timeout=REQUEST_TIMEOUT,
+            timeout=self.request_timeout,
         )
         return [s for s in pager if _last_segment(s.network) == network_name]
 
@@ -230,7 +235,7 @@ class ComputeNetworkHook(EndpointAwareGoogleHook):
                 request_id=str(uuid.uuid4()),
             ),
             retry=DEFAULT_RETRY,
-            timeout=REQUEST_TIMEOUT,
+            timeout=self.request_timeout,
         )
         self.wait_for_operation(operation, project, region=spec.region, timeout=timeout)
         return self.get_subnetwork(spec.name, spec.region, project)
@@ -251,7 +256,7 @@ class ComputeNetworkHook(EndpointAwareGoogleHook):
                     project=project, region=region, subnetwork=name, request_id=str(uuid.uuid4())
                 ),
                 retry=DEFAULT_RETRY,
-                timeout=REQUEST_TIMEOUT,
+                timeout=self.request_timeout,
             )
         except api_exceptions.NotFound:
             return False
@@ -387,6 +392,7 @@ class ComputeNetworkHook(EndpointAwareGoogleHook):
     ) -> compute_v1.Operation:
         """Wait for a global (or, with ``region``, regional) operation; raise if it ended in error."""
         project = self.resolve_project_id(project_id)
+        wait_timeout = self.request_timeout + OPERATION_WAIT_SERVER_HOLD
         if region:
 
             def fetch() -> compute_v1.Operation:
@@ -395,7 +401,7 @@ class ComputeNetworkHook(EndpointAwareGoogleHook):
                     region=region,
                     operation=operation.name,
                     retry=DEFAULT_RETRY,
-                    timeout=OPERATION_WAIT_REQUEST_TIMEOUT,
+                    timeout=wait_timeout,
                 )
         else:
 
@@ -404,7 +410,7 @@ class ComputeNetworkHook(EndpointAwareGoogleHook):
                     project=project,
                     operation=operation.name,
                     retry=DEFAULT_RETRY,
-                    timeout=OPERATION_WAIT_REQUEST_TIMEOUT,
+                    timeout=wait_timeout,
                 )
 
         description = (
@@ -419,8 +425,15 @@ class ComputeNetworkHook(EndpointAwareGoogleHook):
         )
         if done.error.errors:
             message = "; ".join(f"{e.code}: {e.message}" for e in done.error.errors)
-            raise OperationFailedError(description, message, http_status=done.http_error_status_code or None)
+            raise OperationFailedError(description, message, http_status=_operation_http_status(done))
         return done
+
+
+def _operation_http_status(operation: compute_v1.Operation) -> int | None:
+    """The HTTP status an operation failed with, 429 when its error codes say a retry may succeed."""
+    if any(e.code in RETRYABLE_OPERATION_ERROR_CODES for e in operation.error.errors):
+        return 429
+    return operation.http_error_status_code or None
 
 
 def _is_in_use(exc: api_exceptions.BadRequest) -> bool:

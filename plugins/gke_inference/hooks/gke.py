@@ -15,7 +15,7 @@ from google.cloud import container_v1
 from gke_inference.hooks._base import EndpointAwareGoogleHook
 from gke_inference.hooks._errors import InvalidInputError, OperationFailedError, ResourceMismatchError
 from gke_inference.hooks._operations import DEFAULT_OPERATION_TIMEOUT, poll_until
-from gke_inference.hooks._retry import DEFAULT_RETRY, REQUEST_TIMEOUT
+from gke_inference.hooks._retry import DEFAULT_RETRY
 
 ClusterStatus = container_v1.Cluster.Status
 OperationStatus = container_v1.Operation.Status
@@ -115,7 +115,9 @@ class GKEClusterHook(EndpointAwareGoogleHook):
     def get_cluster(self, name: str, project_id: str | None = None) -> container_v1.Cluster:
         """The cluster; raises ``NotFound`` when it does not exist."""
         return self.client.get_cluster(
-            name=f"{self._parent(project_id)}/clusters/{name}", retry=DEFAULT_RETRY, timeout=REQUEST_TIMEOUT
+            name=f"{self._parent(project_id)}/clusters/{name}",
+            retry=DEFAULT_RETRY,
+            timeout=self.request_timeout,
         )
 
     def find_cluster(self, name: str, project_id: str | None = None) -> container_v1.Cluster | None:
@@ -127,7 +129,10 @@ class GKEClusterHook(EndpointAwareGoogleHook):
     def create_cluster(self, cluster: container_v1.Cluster, project_id: str | None = None):
         """Start creating a cluster; returns the Container API operation without waiting."""
         return self.client.create_cluster(
-            parent=self._parent(project_id), cluster=cluster, retry=DEFAULT_RETRY, timeout=REQUEST_TIMEOUT
+            parent=self._parent(project_id),
+            cluster=cluster,
+            retry=DEFAULT_RETRY,
+            timeout=self.request_timeout,
         )
 
     def delete_cluster(self, name: str, project_id: str | None = None) -> container_v1.Operation | None:
@@ -136,7 +141,7 @@ class GKEClusterHook(EndpointAwareGoogleHook):
             return self.client.delete_cluster(
                 name=f"{self._parent(project_id)}/clusters/{name}",
                 retry=DEFAULT_RETRY,
-                timeout=REQUEST_TIMEOUT,
+                timeout=self.request_timeout,
             )
         except api_exceptions.NotFound:
             return None
@@ -145,7 +150,9 @@ class GKEClusterHook(EndpointAwareGoogleHook):
         """An operation by its short name (``operation-123``) or full resource name."""
         name = _last_segment(operation_name)
         return self.client.get_operation(
-            name=f"{self._parent(project_id)}/operations/{name}", retry=DEFAULT_RETRY, timeout=REQUEST_TIMEOUT
+            name=f"{self._parent(project_id)}/operations/{name}",
+            retry=DEFAULT_RETRY,
+            timeout=self.request_timeout,
         )
 
     def wait_for_operation(

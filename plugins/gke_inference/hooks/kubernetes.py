@@ -9,6 +9,7 @@ kubeconfig and no gcloud.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -17,12 +18,13 @@ from typing import Any, Literal
 
 from airflow.providers.google.cloud.hooks.kubernetes_engine import GKEClusterConnection
 from airflow.sdk import BaseHook
+from google.auth.transport.requests import Request as GoogleAuthRequest
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient, Resource
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
-from gke_inference.hooks._retry import DEFAULT_RETRY, REQUEST_TIMEOUT, describe_error
+from gke_inference.hooks._retry import DEFAULT_RETRY, describe_error
 from gke_inference.hooks.gke import GKEClusterHook
 from gke_inference.manifests import object_ref
 from gke_inference.ownership import is_owned_k8s_object
@@ -90,9 +92,18 @@ class KubernetesApplyHook(BaseHook):
     def gke_hook(self) -> GKEClusterHook:
         return GKEClusterHook(gcp_conn_id=self.gcp_conn_id, location=self.location)
 
+    @cached_property
+    def request_timeout(self) -> float:
+        """Seconds one Kubernetes API request may take: the GCP connection's ``request_timeout``."""
+        return self.gke_hook.request_timeout
+
     def get_conn(self) -> ApiClient:
         url, ca_certificate = self.gke_hook.cluster_auth(self.cluster_name, project_id=self.project_id)
         credentials = self.gke_hook.get_credentials()
+        # Fetch the access token here, bounded and retried: the provider's connection would fetch it
+        # on first use with google-auth's 120 s timeout and no retry of a dropped connection.
+        token_request = functools.partial(GoogleAuthRequest(), timeout=self.request_timeout)
+        DEFAULT_RETRY(credentials.refresh)(token_request)
         api_client = GKEClusterConnection(
             cluster_url=url, ssl_ca_cert=ca_certificate, credentials=credentials
         ).get_conn()
@@ -137,7 +148,7 @@ class KubernetesApplyHook(BaseHook):
                 resource,
                 name=name,
                 namespace=namespace if resource.namespaced else None,
-                _request_timeout=REQUEST_TIMEOUT,
+                _request_timeout=self.request_timeout,
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -158,7 +169,7 @@ class KubernetesApplyHook(BaseHook):
             resource,
             namespace=namespace if resource.namespaced else None,
             label_selector=format_label_selector(label_selector),
-            _request_timeout=REQUEST_TIMEOUT,
+            _request_timeout=self.request_timeout,
         )
         return [item.to_dict() for item in found.items]
 
@@ -182,7 +193,7 @@ class KubernetesApplyHook(BaseHook):
                 namespace=metadata.get("namespace") if resource.namespaced else None,
                 field_manager=FIELD_MANAGER,
                 force_conflicts=True,
-                _request_timeout=REQUEST_TIMEOUT,
+                _request_timeout=self.request_timeout,
             )
         except ApiException as exc:
             if sensitive:
@@ -219,7 +230,7 @@ class KubernetesApplyHook(BaseHook):
                 name=name,
                 namespace=namespace,
                 body={"propagationPolicy": "Background"},
-                _request_timeout=REQUEST_TIMEOUT,
+                _request_timeout=self.request_timeout,
             )
         except ApiException as exc:
             if exc.status != 404:

@@ -13,7 +13,7 @@ from google.cloud import service_usage_v1
 from gke_inference.hooks._base import EndpointAwareGoogleHook
 from gke_inference.hooks._errors import InvalidInputError, OperationFailedError, OperationTimeoutError
 from gke_inference.hooks._operations import DEFAULT_OPERATION_TIMEOUT
-from gke_inference.hooks._retry import DEFAULT_RETRY, REQUEST_TIMEOUT
+from gke_inference.hooks._retry import DEFAULT_RETRY
 
 # The Service Usage API accepts at most 20 services per batchEnable call.
 BATCH_ENABLE_LIMIT = 20
@@ -31,7 +31,7 @@ class ServiceUsageHook(EndpointAwareGoogleHook):
         found = self.client.get_service(
             request={"name": f"projects/{project}/services/{service}"},
             retry=DEFAULT_RETRY,
-            timeout=REQUEST_TIMEOUT,
+            timeout=self.request_timeout,
         )
         return found.state == service_usage_v1.State.ENABLED
 
@@ -60,7 +60,7 @@ class ServiceUsageHook(EndpointAwareGoogleHook):
         operation = self.client.batch_enable_services(
             request={"parent": f"projects/{project}", "service_ids": services},
             retry=DEFAULT_RETRY,
-            timeout=REQUEST_TIMEOUT,
+            timeout=self.request_timeout,
         )
         description = f"Enabling {', '.join(services)}"
         try:

@@ -8,6 +8,7 @@ retry can change raise AirflowFailException with the cause.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,10 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 REPLY_PREVIEW_CHARS = 300
 _EXPECTATIONS = {"accepted": 200, "rejected": 404}
 MAX_REPLY_CHARS = 2000
+# A route change reaches every proxy of a real GKE load balancer over tens of seconds, so a model
+# that must be refused is asked again for this long before its acceptance counts as final.
+ROUTE_PROPAGATION_WINDOW = 60.0
+ROUTE_RECHECK_INTERVAL = 5.0
 
 
 class GatewayNotReadyError(AirflowException):
@@ -163,13 +168,22 @@ class ModelRoutingCheckOperator(_GatewayCheck):
     gateway's own 404.
 
     A 404 whose body is vLLM's error means the request still reached a model server, i.e. the
-    model-only route is not in effect; a 200 for another model means it was accepted. Both fail.
+    model-only route is not in effect; a 200 for another model means it was accepted. Either is
+    asked again for ``route_propagation_window`` seconds (the new route may still be spreading to
+    the load balancer's proxies), then fails the task without retries.
     :param expect_status: 200 (the served model) or 404 (a model that must be refused); or
     :param expect: "accepted" (= 200) or "rejected" (= 404).
     XCom: ``{"status": ..., "reply": ..., "pod": ...}``.
     """
 
-    def __init__(self, *, expect_status: int | None = None, expect: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        expect_status: int | None = None,
+        expect: str | None = None,
+        route_propagation_window: float = ROUTE_PROPAGATION_WINDOW,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if expect is not None:
             if expect not in _EXPECTATIONS or expect_status not in (None, _EXPECTATIONS[expect]):
@@ -179,26 +193,43 @@ class ModelRoutingCheckOperator(_GatewayCheck):
             expect_status = _EXPECTATIONS[expect]
         if expect_status is None or int(expect_status) not in (200, 404):
             raise ValueError(f"expect_status must be 200 or 404, not {expect_status!r}")
+        if route_propagation_window < 0:
+            raise ValueError(
+                f"route_propagation_window must be >= 0 seconds, not {route_propagation_window!r}"
+            )
         self.expect_status = int(expect_status)
+        self.route_propagation_window = route_propagation_window
 
     def execute(self, context: Context) -> dict[str, Any]:
         url, reply = self._ask()
         if self.expect_status == 200:
             raise_for_unexpected(reply, url, self.model, "tutorial 5.1")
             return self._success(reply)
+        deadline = time.monotonic() + self.route_propagation_window
+        while _reached_a_model_server(reply) and (remaining := deadline - time.monotonic()) > 0:
+            self.log.info(
+                "Model %r still reaches a model server (HTTP %s); the route may still be propagating, "
+                "asking again (%.0f s left)",
+                self.model,
+                reply.status,
+                remaining,
+            )
+            time.sleep(min(ROUTE_RECHECK_INTERVAL, remaining))
+            url, reply = self._ask()
         return self._expect_gateway_404(url, reply)
 
     def _expect_gateway_404(self, url: str, reply: GatewayReply) -> dict[str, Any]:
         where = f"POST {url} with model {self.model!r} -> HTTP {reply.status}"
         if reply.status == 200:
             raise AirflowFailException(
-                f"{where}: wrong model accepted: body-based routing missing (tutorial 5.1)"
+                f"{where}: wrong model accepted: body-based routing missing; apply the body-based router "
+                f"and the model-only route (tutorial 5.1) (still so after {self.route_propagation_window:g} s)"
             )
         if reply.status == 404 and reply.is_model_server_error:
             raise AirflowFailException(
                 f"{where} from the model server ({reply.preview()}): the request was routed to the pool, "
                 "so body-based routing is not in effect; apply the body-based router and the model-only "
-                "route (tutorial 5.1)"
+                f"route (tutorial 5.1) (still so after {self.route_propagation_window:g} s)"
             )
         if reply.status == 404:
             self.log.info("%s from the gateway, as expected: %s", where, reply.preview())
@@ -206,3 +237,8 @@ class ModelRoutingCheckOperator(_GatewayCheck):
         if reply.status == 429 or reply.status >= 500:
             raise GatewayNotReadyError(f"{where}: {reply.preview()} (tutorial 5.1)")
         raise AirflowFailException(f"{where}: expected the gateway's 404: {reply.preview()} (tutorial 5.1)")
+
+
+def _reached_a_model_server(reply: GatewayReply) -> bool:
+    """True when a request for a model that must be refused got past the gateway's routing."""
+    return reply.status == 200 or (reply.status == 404 and reply.is_model_server_error)

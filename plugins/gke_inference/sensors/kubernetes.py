@@ -133,7 +133,9 @@ class _ClusterWaitSensor(ClusterOperatorMixin, BaseSensorOperator):
 class PodsReadySensor(_ClusterWaitSensor):
     """Wait until ``replicas`` pods matching ``label_selector`` are Ready (``kubectl wait
     --for=condition=Ready pod -l app=...``). Fails at once on CrashLoopBackOff, image pull errors
-    or a missing Secret; Unschedulable pods are reported and fail after ``unschedulable_grace``.
+    or a missing Secret. Unschedulable pods are reported; by default they may stay so for the whole
+    wait (Autopilot's GPU node provisioning can take longer than any fixed grace), or for
+    ``unschedulable_grace`` seconds when given.
 
     XCom: ``{"ready": <count>, "pods": [<names>]}``.
     """
@@ -145,7 +147,7 @@ class PodsReadySensor(_ClusterWaitSensor):
         *,
         label_selector: Mapping[str, str] | str,
         replicas: int | str = 1,
-        unschedulable_grace: float = 600.0,
+        unschedulable_grace: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -164,7 +166,9 @@ class PodsReadySensor(_ClusterWaitSensor):
             **self._trigger_kwargs(started_at, wait_seconds),
             label_selector=selector,
             replicas=int(self.replicas),
-            unschedulable_grace=self.unschedulable_grace,
+            unschedulable_grace=wait_seconds
+            if self.unschedulable_grace is None
+            else self.unschedulable_grace,
         )
 
 

@@ -109,8 +109,11 @@ class ClusterRunningTrigger(BaseTrigger):
                 self._hook = await asyncio.to_thread(self._make_hook)
             cluster = await asyncio.to_thread(self._hook.get_cluster, self.cluster_name, self.project_id)
         except api_exceptions.NotFound:
+            # Gone: deleted, or a failed creation that GKE (and the sandbox) cleaned up.
             return self._event(
-                FAILED, f"cluster {self.cluster_name!r} does not exist in {self.location}"
+                FAILED,
+                f"cluster {self.cluster_name!r} does not exist in {self.location}: its creation failed "
+                "or it was deleted; clear the create task to create it again",
             ), None
         except Exception as exc:
             if is_transient(exc) or isinstance(exc, api_exceptions.RetryError):

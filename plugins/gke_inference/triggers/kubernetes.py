@@ -34,6 +34,17 @@ FATAL_WAITING_REASONS = {
 }
 
 
+# What a model server prints when Hugging Face refuses the download: a missing or invalid token.
+HUGGING_FACE_AUTH_MARKERS = ("gated repo", "401 Client Error", "Hugging Face token")
+HUGGING_FACE_HINT = (
+    "the Hugging Face token looks missing or invalid: check the huggingface_default connection and "
+    "the hf-token Secret made from it (tutorial 3.2)"
+)
+
+
+PROXY_ONLY_SUBNET_HINT = "; the VPC needs an ACTIVE proxy-only subnet in the region (tutorial 1.3)"
+
+
 @dataclass(frozen=True)
 class Verdict:
     """One look at the thing being waited for."""
@@ -75,6 +86,8 @@ def _container_problems(pod_name: str, statuses: Iterable[Mapping[str, Any]], pr
             restarts = status.get("restartCount")
             if restarts:
                 details.append(f"{restarts} restarts")
+            if any(marker.lower() in " ".join(details).lower() for marker in HUGGING_FACE_AUTH_MARKERS):
+                details.append(HUGGING_FACE_HINT)
             problems.fatal.append(f"{where} ({'; '.join(details)})")
         else:
             problems.waiting.append(where)
@@ -119,7 +132,8 @@ def assess_gateway(gateway: Mapping[str, Any] | None, name: str) -> Verdict:
         return Verdict(state=f"Gateway {name} not accepted ({reason})")
     if programmed.get("status") == "False":
         reason = f"{programmed.get('reason', '')}: {programmed.get('message', '')}".strip(": ")
-        return Verdict(state=f"Gateway {name} not programmed ({reason})")
+        hint = PROXY_ONLY_SUBNET_HINT if "proxy-only" in reason.lower() else ""
+        return Verdict(state=f"Gateway {name} not programmed ({reason}){hint}")
     return Verdict(state=f"Gateway {name} waiting for an address (no Programmed condition yet)")
 
 

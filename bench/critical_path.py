@@ -49,7 +49,8 @@ def tutorial_tasks(run: RunRecord) -> list[str]:
 
 
 def measure(run: RunRecord, profile: Profile) -> dict:
-    own_time = sum(run.timeline.seconds_in(task, RUNNING) for task in tutorial_tasks(run))
+    running = {task: run.timeline.seconds_in(task, RUNNING) for task in tutorial_tasks(run)}
+    own_time = sum(running.values())
     critical = intrinsic_critical_path(profile)
     one_after_another = deferred_waits(profile) + own_time
     return {
@@ -60,4 +61,6 @@ def measure(run: RunRecord, profile: Profile) -> dict:
         "steps_one_after_another_s": one_after_another,
         "ratio_to_critical_path": run.wall_seconds / critical,
         "ratio_to_one_after_another": run.wall_seconds / one_after_another,
+        "tutorial_tasks": len(running),
+        "slowest_tasks_running_s": dict(sorted(running.items(), key=lambda item: -item[1])[:6]),
     }

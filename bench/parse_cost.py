@@ -86,7 +86,7 @@ def _compare(dag_file: Path, baseline_file: Path, preload: list[str], repeats: i
     }
 
 
-def measure(repeats: int = 5, dag_file: Path = DAG_FILE) -> dict:
+def measure(repeats: int = 3, dag_file: Path = DAG_FILE) -> dict:
     if repeats < 1:
         raise ValueError("repeats must be at least 1")
     with tempfile.TemporaryDirectory(prefix="bench-parse-") as tmp:

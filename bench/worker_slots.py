@@ -10,11 +10,24 @@ from __future__ import annotations
 from bench.timeline import DEFERRED, RUNNING, RunRecord
 
 
+def running_before_deferral(run: RunRecord, task: str) -> float:
+    """Seconds seen running before the task first deferred (starting the task and building its trigger)."""
+    changes = run.timeline.transitions.get(task, [])
+    total = 0.0
+    for (start, state), (end, following) in zip(changes, changes[1:], strict=False):
+        if state == RUNNING:
+            total += end - start
+        if following == DEFERRED:
+            break
+    return total
+
+
 def measure(run: RunRecord) -> dict:
     waiting = run.timeline.tasks_ever_in(DEFERRED)
     per_task = {
         task: {
             "running_s": run.timeline.seconds_in(task, RUNNING),
+            "running_before_deferral_s": running_before_deferral(run, task),
             "deferred_s": run.timeline.seconds_in(task, DEFERRED),
         }
         for task in waiting

@@ -119,6 +119,7 @@ def test_figures_from_a_sampled_run():
     slots = worker_slots.measure(run)
     assert set(slots["waiting_tasks"]) == {"cluster.wait_cluster_running", "verify.wait_model_pods_ready"}
     assert slots["slot_seconds_held"] == pytest.approx(1.0 + 0.5 + 0.5)
+    assert slots["waiting_tasks"]["cluster.wait_cluster_running"]["running_before_deferral_s"] == 1.0
     assert slots["deferred_seconds"] == pytest.approx(6.0 + 7.5)
 
     path = critical_path.measure(run, profile)

@@ -65,8 +65,10 @@ def matrix_table(columns: tuple[str, ...], not_applicable: dict[tuple[str, str],
             if column in outcomes:
                 cells.append(outcomes[column])
             elif (row, column) in not_applicable:
-                notes.append(not_applicable[(row, column)])
-                cells.append(f"n/a [{len(notes)}]")
+                note = not_applicable[(row, column)]
+                if note not in notes:
+                    notes.append(note)
+                cells.append(f"n/a [{notes.index(note) + 1}]")
             else:
                 cells.append("not run")
         lines.append("| " + " | ".join([row, *cells]) + " |")

@@ -8,7 +8,7 @@ import pytest
 
 from sandbox.testing import unique_name
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.timeout(600)]
 
 # Passes the trigger API's per-field checks, then fails at plan_run: the node subnet overlaps the pods range.
 CONTRADICTORY = {"subnet_range": "10.4.0.0/20"}

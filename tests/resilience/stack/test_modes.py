@@ -213,9 +213,11 @@ def test_a_second_teardown_succeeds_and_deletes_nothing(dag, sandbox, google, ex
     assert_foreign_resources_survive(google, existing_network)
 
 
-def test_teardown_of_a_half_built_environment(dag, sandbox, google):
-    """The VPC and node subnet exist (a build that stopped before the cluster): both go."""
-    conf = environment_names("f2-half")
+def test_teardown_of_a_half_built_environment(dag, sandbox, google, existing_network):
+    """The VPC and node subnet exist (a build that stopped before its cluster): both go. The cluster
+    name the run is given belongs to someone else's cluster, which stays."""
+    unrelated = existing_network["unrelated_cluster"]
+    conf = {**environment_names("f2-half"), "cluster_name": unrelated}
     create_network(google, conf["network_name"], NETWORK_DESCRIPTION)
     create_subnetwork(
         google, conf["network_name"], conf["subnet_name"], NETWORK_DESCRIPTION, **node_subnet_fields()
@@ -226,7 +228,11 @@ def test_teardown_of_a_half_built_environment(dag, sandbox, google):
 
     assert conf["subnet_name"] not in subnetwork_names(google)
     assert conf["network_name"] not in network_names(google)
-    assert len(gcp_deletes(sandbox, before)) == 2
+    assert cluster_exists(google, unrelated)
+    assert [path.rsplit("/", 1)[-1] for path in gcp_deletes(sandbox, before)] == [
+        conf["subnet_name"],
+        conf["network_name"],
+    ]
 
 
 def test_teardown_in_a_project_whose_apis_were_never_enabled(sandbox, monkeypatch):

@@ -14,6 +14,7 @@ disabled (tests/plugins/test_operators_gcp.py), a missing hf-token Secret and un
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import re
 import time
 import uuid
@@ -321,3 +322,36 @@ def test_terminal_fault_fails_at_once_naming_cause_and_step(
             and re.search(path, entry["path"])
         ]
         assert len(sent) == 1, f"the failing request was retried: {sent}"
+
+
+def test_wrong_model_check_waits_out_the_route_propagation(
+    sandbox, serving_cluster, short_timeout_connection
+):
+    """Body-based routing applied while the check is asking: it ends in success, not a failure."""
+    from tests.plugins.test_checks import serve
+
+    cluster, _ = serving_cluster
+    namespace = new_namespace(cluster)
+    address = serve(cluster, namespace, body_routing=False)
+    check = ModelRoutingCheckOperator(
+        task_id="check_wrong_model_rejected",
+        gateway_address=address,
+        model=DEFAULTS["wrong_model_name"],
+        expect="rejected",
+        prompt="hi",
+        max_tokens=8,
+        route_propagation_window=30.0,
+    )
+    apply_body_routing = ApplyManifestsOperator(
+        task_id="apply_body_routing", manifest=["body-based-router", "body-routing.yaml"], **cluster.kwargs
+    )
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        started = time.monotonic()
+        result = pool.submit(check.execute, {})
+        time.sleep(ROUTE_WINDOW)  # the check has seen the request reach vLLM by now
+        apply_body_routing.execute(context_for(namespace))
+        outcome = result.result(timeout=60)
+
+    assert outcome["status"] == 404
+    assert ROUTE_WINDOW < time.monotonic() - started < 30.0

@@ -53,6 +53,8 @@ class Case:
     failure: type[BaseException]
     message: str  # regex the failure message must match (cause and tutorial step)
     faulted_request: tuple[str, str, str] | None = None  # (api, method, path regex): sent once, not retried
+    services: tuple[str, ...] = ("compute.googleapis.com", "container.googleapis.com")  # of the project
+    on_serving_cluster: bool = False  # needs the shared cluster that serves the model
 
     def __str__(self) -> str:
         return self.name
@@ -254,6 +256,7 @@ CASES = (
         AirflowFailException,
         r"^Creating the Autopilot cluster \(tutorial 2\.1\) failed: container\.googleapis\.com is disabled",
         ("container", "GET", r"/clusters/inference-gateway-lab$"),
+        services=(),
     ),
     Case(
         "cluster goes to ERROR",
@@ -273,6 +276,7 @@ CASES = (
         model_pods_without_hf_token,
         AirflowFailException,
         r"CrashLoopBackOff.*Hugging Face token.*tutorial 3\.2.*\(tutorial 4\.1\)$",
+        on_serving_cluster=True,
     ),
     Case(
         "gateway never programmed: no proxy-only subnet",
@@ -285,24 +289,17 @@ CASES = (
         wrong_model_accepted,
         AirflowFailException,
         r"body-based routing is not in effect.*tutorial 5\.1.*still so after 1 s",
+        on_serving_cluster=True,
     ),
 )
-
-# Cases that need no project with the APIs enabled (the API-disabled one needs them off).
-_NO_SERVICES = {"Kubernetes Engine API disabled"}
-_ON_THE_SERVING_CLUSTER = {
-    "model pods crash-loop without the HF token",
-    "wrong model accepted: no body-based routing",
-}
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_terminal_fault_fails_at_once_naming_cause_and_step(
     case: Case, request, sandbox, short_timeout_connection, clean_faults, run_like_airflow
 ):
-    services = () if case.name in _NO_SERVICES else ("compute.googleapis.com", "container.googleapis.com")
-    setting = Setting(sandbox, new_project(sandbox, services))
-    if case.name in _ON_THE_SERVING_CLUSTER:
+    setting = Setting(sandbox, new_project(sandbox, case.services))
+    if case.on_serving_cluster:
         setting.serving = request.getfixturevalue("serving_cluster")
     since = time.time()
     started = time.monotonic()

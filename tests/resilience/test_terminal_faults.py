@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import re
 import time
 import uuid
@@ -352,3 +353,16 @@ def test_wrong_model_check_waits_out_the_route_propagation(
 
     assert outcome["status"] == 404
     assert ROUTE_WINDOW < time.monotonic() - started < 30.0
+
+
+@pytest.mark.parametrize("bad", ["soon", "0", "-5"])
+def test_a_bad_request_timeout_in_the_connection_fails_at_once_naming_it(sandbox, monkeypatch, bad):
+    connection = json.loads(sandbox.info["airflow_connections"]["google_cloud_default"])
+    connection["extra"] = {**connection["extra"], "request_timeout": bad}
+    monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", json.dumps(connection))
+    operator = EnableApisOperator(task_id="enable_apis", project_id=new_project(sandbox, ()))
+
+    with pytest.raises(
+        AirflowFailException, match=rf"tutorial 1\.2.*request_timeout must be a positive.*{bad!r}"
+    ):
+        operator.execute({})

@@ -85,7 +85,13 @@ def chat_check(address, model=RIGHT_MODEL, port=80):
 
 def routing_check(address, model, expect):
     return ModelRoutingCheckOperator(
-        task_id="check_model", gateway_address=address, model=model, expect=expect, prompt="hi", max_tokens=8
+        task_id="check_model",
+        gateway_address=address,
+        model=model,
+        expect=expect,
+        prompt="hi",
+        max_tokens=8,
+        route_propagation_window=0,  # a route change needs no time to spread in the sandbox
     )
 
 

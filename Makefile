@@ -17,11 +17,12 @@ export AIRFLOW__CORE__PARALLELISM            := 4
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION := True
 export PYTHONPATH                            := $(CURDIR)/plugins:$(CURDIR)
 
-.PHONY: help setup demo test test-fast lint format up bench lock clean
+.PHONY: help setup demo test test-slow lint format up bench lock clean
 
 help:
 	@echo "make demo    start the sandbox, run the DAG end to end against it, print what happened"
-	@echo "make test    run the whole test suite"
+	@echo "make test    run the test suite (all but the few whole-environment runs on a real scheduler)"
+	@echo "make test-slow  those runs: restart while deferred, secrets in a real stack, the browser"
 	@echo "make up      sandbox + Airflow UI on loopback (Ctrl-C stops everything)"
 	@echo "make lint    ruff with the Airflow rules"
 	@echo "make bench   benchmarks (writes bench/results.json and BENCHMARKS.md)"
@@ -44,6 +45,9 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest
+
+test-slow: setup
+	$(PY) -m pytest -m slow
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

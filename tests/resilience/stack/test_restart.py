@@ -16,7 +16,7 @@ import pytest
 
 from tests.resilience.stack.conftest import creates, environment_names
 
-pytestmark = [pytest.mark.stack, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(900)]
 
 PROVISIONING_S = 45
 SENSOR = "cluster.wait_cluster_running"

@@ -17,7 +17,7 @@ import pytest
 from gke_inference import manifests
 from tests.resilience.stack.conftest import DAG_ID, environment_names
 
-pytestmark = [pytest.mark.stack, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(600)]
 
 SECRET_TASK = "model_server.create_hf_secret"
 

@@ -64,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
             "load_avg_1m": os.getloadavg()[0],
         },
         "durations_s": {},
+        "previous_run": {
+            "started_at": previous.get("started_at"),
+            "figures": report.headline_figures(previous) if previous else {},
+        },
     }
     _timed(results, "parse_cost", parse_cost.measure)
     _timed(results, "dag_runs", lambda: _dag_run_figures(results))

@@ -72,7 +72,9 @@ def misses(results: dict, missed_labels: list[str]) -> list[str]:
         lines.append(
             f"- The machine was busy with other work when this run started (load {machine['load_avg_1m']:.1f} "
             f"on {machine['cpus']} CPUs): task starts and cold parses are CPU-bound and slower for it; the "
-            "ratios of two things measured side by side are less affected than the absolute seconds."
+            "ratios of two things measured side by side are less affected than the absolute seconds, "
+            "but figures near their target can land on either side from run to run (see the previous "
+            "run's column)."
         )
     return ["## Misses", "", *lines, ""] if lines else []
 

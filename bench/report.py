@@ -78,32 +78,43 @@ def verdict(figure: Figure, value: float | None) -> str:
     return "met" if met else "**missed**"
 
 
+def headline_figures(results: dict) -> dict[str, float | None]:
+    """The table's figures by label, kept in the next run's results to show run-to-run spread."""
+    return {figure.label: figure.value(results) for figure in (*FIGURES, MAKE_TEST)}
+
+
 def table(results: dict) -> str:
-    rows = ["| figure | measured | target | |", "|---|---|---|---|"]
+    previous = results.get("previous_run") or {}
+    before = previous.get("figures") or {}
+    rows = [
+        f"| figure | measured | target | | previous run ({previous.get('started_at') or 'none'}) |",
+        "|---|---|---|---|---|",
+    ]
     for figure in FIGURES:
         value = figure.value(results)
         target = (
             f"<= {figure.target:g}x" if figure.unit == "x" else f"<= {_format(figure.target, figure.unit)}"
         )
         rows.append(
-            f"| {figure.label} | {_format(value, figure.unit)} | {target} | {verdict(figure, value)} |"
+            f"| {figure.label} | {_format(value, figure.unit)} | {target} | {verdict(figure, value)} "
+            f"| {_format(before.get(figure.label), figure.unit)} |"
         )
     install = results.get("install") or {}
     if "error" in install:
-        rows.append(f"| 6a. cold `uv pip sync` of the lock | failed: {install['error']} | none | - |")
+        rows.append(f"| 6a. cold `uv pip sync` of the lock | failed: {install['error']} | none | - | |")
     elif install.get("skipped") is False:
         rows.append(
             f"| 6a. cold `uv pip sync` of the lock / warm (same cache) | {install['cold_s']:.0f} s / "
-            f"{install['warm_s']:.0f} s = {install['ratio_cold_to_warm']:.1f}x | none | - |"
+            f"{install['warm_s']:.0f} s = {install['ratio_cold_to_warm']:.1f}x | none | - | |"
         )
     else:
         rows.append(
-            f"| 6a. cold `uv pip sync` of the lock | skipped ({install.get('reason', 'not run')}) | none | - |"
+            f"| 6a. cold `uv pip sync` of the lock | skipped ({install.get('reason', 'not run')}) | none | - | |"
         )
     value = MAKE_TEST.value(results)
     rows.append(
         f"| {MAKE_TEST.label} | {_format(value, MAKE_TEST.unit)} | <= {MAKE_TEST.target:g}x "
-        f"| {verdict(MAKE_TEST, value)} |"
+        f"| {verdict(MAKE_TEST, value)} | {_format(before.get(MAKE_TEST.label), MAKE_TEST.unit)} |"
     )
     return "\n".join(rows)
 

@@ -38,6 +38,7 @@ RUN_TIMEOUT_S = 900
 API_TIMEOUT_S = 60
 UI_TIMEOUT_MS = 30_000
 DOCUMENTED_TASK = "cluster.ensure_cluster"
+CONSOLE = "https://console.cloud.google.com"
 
 pytestmark = [
     pytest.mark.stack,
@@ -101,6 +102,12 @@ def wait_for_run_end(stack: RunningAirflow, run_id: str) -> str:
     raise AssertionError(f"run {run_id} did not finish within {RUN_TIMEOUT_S} s; logs in {stack.logdir}")
 
 
+def console_links(stack: RunningAirflow, run_id: str, task_id: str) -> dict[str, str]:
+    """The extra links Airflow computed for a finished task (the buttons its page shows)."""
+    run = urllib.parse.quote(run_id, safe="")
+    return api_get(stack, f"/dags/{DAG_ID}/dagRuns/{run}/taskInstances/{task_id}/links")["extra_links"]
+
+
 def log_in(page, stack: RunningAirflow) -> None:
     page.goto(stack.url)
     page.get_by_label("Username").fill(stack.username)
@@ -155,12 +162,16 @@ def read_task_docs(page, stack: RunningAirflow, screenshots: Path) -> None:
 
 def read_run_report(page, stack: RunningAirflow, run_id: str, screenshots: Path) -> None:
     page.goto(f"{stack.url}/dags/{DAG_ID}/runs/{run_id}/tasks/run_report")
-    page.get_by_text("Run report:").first.wait_for()
+    report = page.get_by_text("Run report:").first
+    report.wait_for()
     page.get_by_text('"wrong_model_status": 404').wait_for()
     page.get_by_text('"gateway_url": "http://').wait_for()
+    report.scroll_into_view_if_needed()
     page.screenshot(path=screenshots / "run-report-log.png")
 
 
+# A whole run through real Airflow processes: minutes on a busy machine, past the suite's default.
+@pytest.mark.timeout(RUN_TIMEOUT_S + 300)
 def test_operator_triggers_a_run_and_reads_its_report(page, airflow_stack, screenshots):
     try:
         log_in(page, airflow_stack)
@@ -171,6 +182,8 @@ def test_operator_triggers_a_run_and_reads_its_report(page, airflow_stack, scree
         run_id = wait_for_new_run(airflow_stack, before and before["dag_run_id"])
 
         assert wait_for_run_end(airflow_stack, run_id) == "success", f"see {airflow_stack.logdir}"
+        cluster_link = console_links(airflow_stack, run_id, DOCUMENTED_TASK)["GKE cluster"]
+        assert cluster_link.startswith(f"{CONSOLE}/kubernetes/clusters/details/us-central1/"), cluster_link
         show_the_grid(page, airflow_stack, run_id, screenshots)
         read_task_docs(page, airflow_stack, screenshots)
         read_run_report(page, airflow_stack, run_id, screenshots)

@@ -38,6 +38,7 @@ def rest_sequence() -> str:
     return block.group(1)
 
 
+@pytest.mark.timeout(SEQUENCE_TIMEOUT_S + 60)
 def test_readme_rest_sequence_runs_a_dag_run(airflow_stack: RunningAirflow):
     env = {
         **os.environ,

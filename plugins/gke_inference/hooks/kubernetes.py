@@ -16,16 +16,17 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal
 
-from airflow.providers.google.cloud.hooks.kubernetes_engine import GKEClusterConnection
 from airflow.sdk import BaseHook
 from google.auth.transport.requests import Request as GoogleAuthRequest
-from kubernetes.client import ApiClient
+from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
+from kubernetes.config.kube_config import FileOrData
 from kubernetes.dynamic import DynamicClient, Resource
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
 from gke_inference.hooks._retry import DEFAULT_RETRY, describe_error
 from gke_inference.hooks.gke import GKEClusterHook
+from gke_inference.kube_objects import find_condition, format_label_selector  # noqa: F401 (re-exported)
 from gke_inference.manifests import object_ref
 from gke_inference.ownership import is_owned_k8s_object
 
@@ -100,17 +101,25 @@ class KubernetesApplyHook(BaseHook):
     def get_conn(self) -> ApiClient:
         url, ca_certificate = self.gke_hook.cluster_auth(self.cluster_name, project_id=self.project_id)
         credentials = self.gke_hook.get_credentials()
-        # Fetch the access token here, bounded and retried: the provider's connection would fetch it
-        # on first use with google-auth's 120 s timeout and no retry of a dropped connection.
+        # Tokens are fetched bounded and retried (google-auth alone waits up to 120 s, no retry), and
+        # refreshed before every request once expired, so hour-long tasks keep working.
         token_request = functools.partial(GoogleAuthRequest(), timeout=self.request_timeout)
-        DEFAULT_RETRY(credentials.refresh)(token_request)
-        api_client = GKEClusterConnection(
-            cluster_url=url, ssl_ca_cert=ca_certificate, credentials=credentials
-        ).get_conn()
-        # kubernetes>=36 looks the "Bearer" prefix up under "BearerToken"; the provider registers it
-        # only under the old "authorization" name, so without this the token goes out unprefixed (401).
-        api_client.configuration.api_key_prefix["BearerToken"] = "Bearer"
-        return api_client
+
+        def refresh_token(configuration: Configuration) -> None:
+            if credentials.token is None or credentials.expired:
+                DEFAULT_RETRY(credentials.refresh)(token_request)
+            configuration.api_key = {"BearerToken": credentials.token}
+
+        # The provider's GKEClusterConnection does the same, but importing it loads kubernetes_asyncio
+        # (seconds per task) and it files the token under the pre-36 "authorization" key.
+        configuration = Configuration(host=url)
+        configuration.ssl_ca_cert = FileOrData(
+            {"certificate-authority-data": ca_certificate}, file_key_name="certificate-authority"
+        ).as_file()
+        configuration.api_key_prefix = {"BearerToken": "Bearer"}
+        configuration.refresh_api_key_hook = refresh_token
+        refresh_token(configuration)
+        return ApiClient(configuration)
 
     @cached_property
     def dynamic_client(self) -> DynamicClient:
@@ -269,17 +278,3 @@ def _apply_action(before: dict | None, resource_version_after: str | None) -> Ap
 def condition_status(obj: Mapping[str, Any], condition_type: str) -> str | None:
     """The status ("True"/"False"/"Unknown") of a status condition, or None when absent."""
     return (find_condition(obj, condition_type) or {}).get("status")
-
-
-def find_condition(obj: Mapping[str, Any], condition_type: str) -> dict | None:
-    for condition in ((obj.get("status") or {}).get("conditions")) or []:
-        if condition.get("type") == condition_type:
-            return condition
-    return None
-
-
-def format_label_selector(selector: Mapping[str, str] | str | None) -> str | None:
-    """``{"app": "x", "tier": "y"}`` -> ``"app=x,tier=y"``; strings pass through."""
-    if selector is None or isinstance(selector, str):
-        return selector or None
-    return ",".join(f"{key}={value}" for key, value in selector.items()) or None

@@ -156,7 +156,7 @@ class PodsReadySensor(_ClusterWaitSensor):
         self.unschedulable_grace = unschedulable_grace
 
     def make_trigger(self, started_at: float, wait_seconds: float) -> PodsReadyTrigger:
-        from gke_inference.hooks.kubernetes import format_label_selector  # noqa: PLC0415
+        from gke_inference.kube_objects import format_label_selector  # noqa: PLC0415
         from gke_inference.triggers.kubernetes import PodsReadyTrigger  # noqa: PLC0415
 
         selector = format_label_selector(self.label_selector)

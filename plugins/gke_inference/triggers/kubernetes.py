@@ -12,14 +12,15 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
-from kubernetes.client.exceptions import ApiException
-from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
-from gke_inference.hooks._retry import describe_error, is_transient
-from gke_inference.hooks.kubernetes import KubernetesApplyHook, find_condition
+from gke_inference.hooks._retry import describe_error, http_status_of, is_transient
+from gke_inference.kube_objects import find_condition
+
+if TYPE_CHECKING:
+    from gke_inference.hooks.kubernetes import KubernetesApplyHook
 
 GATEWAY_API_VERSION = "gateway.networking.k8s.io/v1"
 
@@ -200,6 +201,9 @@ class ClusterPollingTrigger(BaseTrigger):
         raise NotImplementedError
 
     def _make_hook(self) -> KubernetesApplyHook:
+        # Imported here: the sensor builds this trigger in a worker, which need not load the client.
+        from gke_inference.hooks.kubernetes import KubernetesApplyHook  # noqa: PLC0415
+
         hook = KubernetesApplyHook(
             cluster_name=self.cluster_name,
             location=self.location,
@@ -220,7 +224,7 @@ class ClusterPollingTrigger(BaseTrigger):
                     hook = await asyncio.to_thread(self._make_hook)
                 verdict = await asyncio.to_thread(self.check, hook, now)
             except Exception as exc:
-                if isinstance(exc, ApiException) and exc.status == 401:
+                if http_status_of(exc) == 401:
                     hook = None  # credentials or cluster endpoint changed: rebuild on the next poll
                 elif not is_transient(exc):
                     yield TriggerEvent(self._event("failed", f"{self.describe()}: {describe_error(exc)}"))
@@ -326,6 +330,8 @@ class GatewayAddressTrigger(ClusterPollingTrigger):
         return f"Gateway {self.namespace}/{self.gateway_name}"
 
     def check(self, hook: KubernetesApplyHook, now: float) -> Verdict:
+        from kubernetes.dynamic.exceptions import ResourceNotFoundError  # noqa: PLC0415
+
         try:
             gateway = hook.get(GATEWAY_API_VERSION, "Gateway", self.gateway_name, self.namespace)
         except ResourceNotFoundError:

@@ -22,6 +22,8 @@ def _interrupt(signum, frame) -> None:
 def main() -> int:
     home = Path(os.environ["AIRFLOW_HOME"])
     port = int(os.environ.get("AIRFLOW_PORT", "8080"))
+    # A playground: unpausing the DAG must not start the weekly rebuild of the last interval.
+    os.environ.setdefault("GKE_INFERENCE_SCHEDULE", "none")
     # SIGTERM behaves like Ctrl-C, so `kill` of make's child also cleans up. SIGINT is set explicitly:
     # a shell starts background jobs with it ignored, and Python would keep it that way.
     signal.signal(signal.SIGTERM, _interrupt)

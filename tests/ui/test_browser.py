@@ -42,6 +42,7 @@ CONSOLE = "https://console.cloud.google.com"
 
 pytestmark = [
     pytest.mark.stack,
+    pytest.mark.slow,
     pytest.mark.skipif(
         shutil.which(CHROMIUM) is None,
         reason=f"{CHROMIUM} is missing: `apt-get install chromium` (.ci/run does it as root)",

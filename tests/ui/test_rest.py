@@ -24,6 +24,7 @@ SEQUENCE_TIMEOUT_S = 600
 
 pytestmark = [
     pytest.mark.stack,
+    pytest.mark.slow,
     pytest.mark.skipif(
         not (shutil.which("curl") and shutil.which("jq")), reason="the README's sequence needs curl and jq"
     ),

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
+from gke_inference.links import GatewayConsoleLink
 from gke_inference.operators.kubernetes import ClusterOperatorMixin, optional_param
 
 if TYPE_CHECKING:
@@ -181,6 +182,7 @@ class GatewayAddressSensor(_ClusterWaitSensor):
     """
 
     template_fields: Sequence[str] = (*_ClusterWaitSensor.template_fields, "gateway_name")
+    operator_extra_links = (GatewayConsoleLink(),)
 
     def __init__(self, *, gateway_name: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)

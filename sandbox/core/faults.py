@@ -169,6 +169,23 @@ class RequestLog:
         self._entries.clear()
 
 
+# Requests that create something: Service Usage enables, Compute inserts, Container creates, and
+# Kubernetes creates (a POST, or a server-side apply that answered 201 Created).
+_GCP_CREATE = re.compile(r"(:enable|:batchEnable|/networks|/subnetworks|/clusters)$")
+
+
+def creating_requests(entries: list[dict]) -> list[str]:
+    """The request-log entries that created a resource, as "METHOD path" lines."""
+    found = []
+    for entry in entries:
+        if entry["api"] in {"compute", "container", "serviceusage"}:
+            if entry["method"] == "POST" and _GCP_CREATE.search(entry["path"]):
+                found.append(f"{entry['method']} {entry['path']}")
+        elif entry["api"] == "kube" and (entry["method"] == "POST" or entry["status"] == 201):
+            found.append(f"{entry['method']} {entry['path']}")
+    return found
+
+
 def _fault_response(api: str, status: int, retry_after: int | None) -> web.Response:
     reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Injected fault"
     message = f"Injected fault: {status} {reason}"

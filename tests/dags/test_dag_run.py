@@ -6,55 +6,20 @@ DAG live here; faults and edge cases are covered at the hook, operator and trigg
 
 from __future__ import annotations
 
-import os
-import re
-from pathlib import Path
-
 import pytest
 
+from sandbox.core.faults import creating_requests
 from sandbox.testing import GoogleClients
 from scripts.demo import run_report
 
-REPO = Path(__file__).resolve().parents[2]
 DAG_ID = "gke_inference_gateway"
 pytestmark = pytest.mark.dag
-
-# Requests that create something: Service Usage enables, Compute inserts, Container creates, and
-# Kubernetes creates (POST, or a server-side apply that answered 201 Created).
-GCP_CREATE = re.compile(r"(:enable|:batchEnable|/networks|/subnetworks|/clusters)$")
-
-
-@pytest.fixture(scope="module")
-def dag(sandbox):
-    """The DAG, parsed with the sandbox's connections and a 1 s first retry delay."""
-    saved = dict(os.environ)
-    os.environ["GKE_INFERENCE_RETRY_DELAY_SECONDS"] = "1"
-    for conn_id, uri in sandbox.info["airflow_connections"].items():
-        os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = uri
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(REPO / "dags"))
-    assert bag.import_errors == {}
-    yield bag.dags[DAG_ID]
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 def run(dag, **conf):
     dag_run = dag.test(run_conf={"gateway_port": 8080, **conf})
     states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
     return dag_run, states
-
-
-def creates(entries: list[dict]) -> list[str]:
-    found = []
-    for entry in entries:
-        if entry["api"] in {"compute", "container", "serviceusage"}:
-            if entry["method"] == "POST" and GCP_CREATE.search(entry["path"]):
-                found.append(f"{entry['method']} {entry['path']}")
-        elif entry["api"] == "kube" and (entry["method"] == "POST" or entry["status"] == 201):
-            found.append(f"{entry['method']} {entry['path']} -> {entry['status']}")
-    return found
 
 
 def test_first_run_builds_everything_and_the_checks_pass(dag, sandbox):
@@ -82,7 +47,7 @@ def test_rerun_on_the_finished_environment_creates_nothing(dag, sandbox):
     before = len(sandbox.requests())
     dag_run, states = run(dag)
     assert dag_run.state == "success", states
-    assert creates(sandbox.requests()[before:]) == []
+    assert creating_requests(sandbox.requests()[before:]) == []
     assert run_report(dag_run)["created"] == []
 
 

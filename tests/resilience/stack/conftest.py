@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import secrets
 import socket
 import time
@@ -164,22 +163,6 @@ def environment_names(prefix: str) -> dict:
         # A gateway listens on port 80 on GKE; an unprivileged user cannot bind it on loopback.
         "gateway_port": 8080,
     }
-
-
-# Requests that create something: Service Usage enables, Compute inserts, Container creates, and
-# Kubernetes creates (POST, or a server-side apply that answered 201 Created).
-GCP_CREATE = re.compile(r"(:enable|:batchEnable|/networks|/subnetworks|/clusters)$")
-
-
-def creates(entries: list[dict]) -> list[str]:
-    found = []
-    for entry in entries:
-        if entry["api"] in {"compute", "container", "serviceusage"}:
-            if entry["method"] == "POST" and GCP_CREATE.search(entry["path"]):
-                found.append(f"{entry['method']} {entry['path']}")
-        elif entry["api"] == "kube" and (entry["method"] == "POST" or entry["status"] == 201):
-            found.append(f"{entry['method']} {entry['path']}")
-    return found
 
 
 @pytest.fixture

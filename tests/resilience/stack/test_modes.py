@@ -8,8 +8,6 @@ next to an unrelated cluster, neither of which the DAG owns.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from google.cloud import compute_v1, container_v1
 
@@ -22,27 +20,11 @@ from gke_inference.operators.teardown_gcp import (
 from gke_inference.ownership import GCP_LABELS, NETWORK_DESCRIPTION
 from sandbox.gcp.state import Project, project_number_for
 from sandbox.testing import GoogleClients, enable_gke_apis, unique_name, wait_until
-from tests.resilience.stack.conftest import DAG_ID, REPO, environment_names
+from tests.resilience.stack.conftest import environment_names
 
 pytestmark = pytest.mark.dag
 
 REGION = "us-central1"
-
-
-@pytest.fixture(scope="module")
-def dag(sandbox):
-    """The DAG, parsed in this process with the sandbox's connections and a 1 s first retry delay."""
-    saved = dict(os.environ)
-    os.environ["GKE_INFERENCE_RETRY_DELAY_SECONDS"] = "1"
-    for conn_id, uri in sandbox.info["airflow_connections"].items():
-        os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = uri
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(REPO / "dags"))
-    assert bag.import_errors == {}
-    yield bag.dags[DAG_ID]
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 @pytest.fixture(scope="module")

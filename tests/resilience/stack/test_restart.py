@@ -14,7 +14,8 @@ from collections import Counter
 
 import pytest
 
-from tests.resilience.stack.conftest import creates, environment_names
+from sandbox.core.faults import creating_requests
+from tests.resilience.stack.conftest import environment_names
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -73,7 +74,7 @@ def test_killing_scheduler_and_triggerer_while_deferred_repeats_no_create(
     sandbox.faults_clear()
 
     assert airflow_api.wait_finished(run_id, timeout=400) == "success", airflow_api.task_states(run_id)
-    made = Counter(creates(sandbox.requests()[requests_before:]))
+    made = Counter(creating_requests(sandbox.requests()[requests_before:]))
     # Both subnetworks (node and proxy-only) are POSTed to one collection; everything else is one create.
     subnetworks = f"POST /compute/v1/projects/{sandbox.info['project_id']}/regions/us-central1/subnetworks"
     assert made.pop(subnetworks) == 2

@@ -168,20 +168,10 @@ class ComputeNetworkHook(EndpointAwareGoogleHook):
     ) -> bool:
         """Delete and wait; ``False`` when it was already gone."""
         project = self.resolve_project_id(project_id)
-        try:
-            operation = self.networks.delete_unary(
-                request=compute_v1.DeleteNetworkRequest(
-                    project=project, network=name, request_id=str(uuid.uuid4())
-                ),
-                retry=DEFAULT_RETRY,
-                timeout=self.request_timeout,
-            )
-        except api_exceptions.NotFound:
+        request = compute_v1.DeleteNetworkRequest(project=project, network=name, request_id=str(uuid.uuid4()))
+        operation = self._delete(self.networks, request, f"network {name!r}")
+        if operation is None:
             return False
-        except api_exceptions.BadRequest as exc:
-            if _is_in_use(exc):
-                raise ResourceInUseError(f"Cannot delete network {name!r} yet: {exc.message}") from exc
-            raise
         self.wait_for_operation(operation, project, timeout=timeout)
         return True
 
@@ -250,22 +240,25 @@ class ComputeNetworkHook(EndpointAwareGoogleHook):
     ) -> bool:
         """Delete and wait; ``False`` when it was already gone."""
         project = self.resolve_project_id(project_id)
-        try:
-            operation = self.subnetworks.delete_unary(
-                request=compute_v1.DeleteSubnetworkRequest(
-                    project=project, region=region, subnetwork=name, request_id=str(uuid.uuid4())
-                ),
-                retry=DEFAULT_RETRY,
-                timeout=self.request_timeout,
-            )
-        except api_exceptions.NotFound:
+        request = compute_v1.DeleteSubnetworkRequest(
+            project=project, region=region, subnetwork=name, request_id=str(uuid.uuid4())
+        )
+        operation = self._delete(self.subnetworks, request, f"subnetwork {name!r}")
+        if operation is None:
             return False
-        except api_exceptions.BadRequest as exc:
-            if _is_in_use(exc):
-                raise ResourceInUseError(f"Cannot delete subnetwork {name!r} yet: {exc.message}") from exc
-            raise
         self.wait_for_operation(operation, project, region=region, timeout=timeout)
         return True
+
+    def _delete(self, client, request, what: str):
+        """Send a delete; None when the resource was already gone, ResourceInUseError while in use."""
+        try:
+            return client.delete_unary(request=request, retry=DEFAULT_RETRY, timeout=self.request_timeout)
+        except api_exceptions.NotFound:
+            return None
+        except api_exceptions.BadRequest as exc:
+            if _is_in_use(exc):
+                raise ResourceInUseError(f"Cannot delete {what} yet: {exc.message}") from exc
+            raise
 
     # --- ensure (get, create what is missing, check what exists)
 

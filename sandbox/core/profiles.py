@@ -14,13 +14,17 @@ class Profile:
     pod_scheduling: float
     model_load: float
     gateway_programming: float
+    # After a Gateway is deleted, GKE's Gateway controller removes its load balancer over minutes.
+    lb_cleanup: float
+    # GKE-managed CRDs (InferencePool v1) can reach discovery some time after the cluster is RUNNING.
+    managed_crds_delay: float
 
 
 # "realistic" divides the durations seen on real GKE by 60 (a 6 min cluster takes 6 s).
 PROFILES: dict[str, Profile] = {
-    "instant": Profile("instant", 0.3, 0.05, 0.0, 0.1, 0.3, 0.2),
-    "demo": Profile("demo", 4.0, 1.0, 0.5, 1.0, 4.0, 3.0),
-    "realistic": Profile("realistic", 6.0, 0.5, 0.2, 1.0, 5.0, 3.0),
+    "instant": Profile("instant", 0.3, 0.05, 0.0, 0.1, 0.3, 0.2, lb_cleanup=0.3, managed_crds_delay=0.0),
+    "demo": Profile("demo", 4.0, 1.0, 0.5, 1.0, 4.0, 3.0, lb_cleanup=3.0, managed_crds_delay=1.0),
+    "realistic": Profile("realistic", 6.0, 0.5, 0.2, 1.0, 5.0, 3.0, lb_cleanup=4.0, managed_crds_delay=1.0),
 }
 
 

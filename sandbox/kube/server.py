@@ -11,13 +11,23 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import yaml
 from aiohttp import web
 
 from sandbox.core.auth import bearer_token
 from sandbox.kube import discovery
 from sandbox.kube.admission import apply_defaults, validate
 from sandbox.kube.apply import record_update, server_side_apply
+from sandbox.kube.content import (
+    APPLY_PATCH,
+    JSON_PATCH,
+    MERGE_PATCH,
+    STRATEGIC_MERGE_PATCH,
+    decode_body,
+    parse_json,
+    parse_yaml,
+    require_json_answer,
+    require_patch_type,
+)
 from sandbox.kube.logs import pod_log
 from sandbox.kube.patches import json_patch, merge_patch, strategic_merge_patch
 from sandbox.kube.resources import ResourceType
@@ -31,7 +41,6 @@ from sandbox.kube.status import (
     resource_not_served,
     success_status,
     unauthorized,
-    unsupported_media_type,
 )
 from sandbox.kube.tables import table, wants_table
 from sandbox.kube.watch import CLOSE, WatchFilter, stream, write_event
@@ -179,6 +188,7 @@ class KubeApiServer:
         return ResourceRequest(resource_type, None, _at(rest, 1), _at(rest, 2))
 
     async def _serve(self, request: web.Request, target: ResourceRequest) -> web.StreamResponse:
+        require_json_answer(request.headers.get("Accept", ""))
         if target.subresource == "log" and target.resource_type.kind == "Pod" and target.name is not None:
             return self._log(request, target)
         if target.subresource not in (None, "status", "scale") or (
@@ -210,7 +220,8 @@ class KubeApiServer:
     async def _get(self, request: web.Request, target: ResourceRequest) -> web.Response:
         obj = self._existing(target)
         if wants_table(request.headers.get("Accept", "")):
-            return _json(table(target.resource_type, [obj], obj["metadata"]["resourceVersion"]))
+            include = request.query.get("includeObject", "")
+            return _json(table(target.resource_type, [obj], obj["metadata"]["resourceVersion"], include))
         return _json(obj)
 
     def _existing(self, target: ResourceRequest) -> dict[str, Any]:
@@ -230,7 +241,8 @@ class KubeApiServer:
             resource_type.api_version, resource_type.kind, target.namespace, labels, fields
         )
         if wants_table(request.headers.get("Accept", "")):
-            return _json(table(resource_type, items, self.store.resource_version))
+            include = request.query.get("includeObject", "")
+            return _json(table(resource_type, items, self.store.resource_version, include))
         return _json(
             {
                 "kind": resource_type.list_kind,
@@ -252,9 +264,12 @@ class KubeApiServer:
         since = request.query.get("resourceVersion", "")
         revision = None if since in ("", "0") else _revision(since)  # a bad version is a 400, not an event
         as_table = wants_table(request.headers.get("Accept", ""))
+        include = request.query.get("includeObject", "")
 
         def render(obj: dict[str, Any]) -> dict[str, Any]:
-            return table(resource_type, [obj], obj["metadata"]["resourceVersion"]) if as_table else obj
+            if not as_table:
+                return obj
+            return table(resource_type, [obj], obj["metadata"]["resourceVersion"], include)
 
         watch_filter = WatchFilter(resource_type, target.namespace, labels, fields)
         # Subscribe before reading the backlog: nothing can change in between (one event loop).
@@ -292,11 +307,11 @@ class KubeApiServer:
     # -- writes --------------------------------------------------------------------------------
 
     async def _create(self, request: web.Request, target: ResourceRequest) -> web.Response:
-        body = await _read_json(request)
+        body = await _read_body(request, target)
         obj = self._conform(body, target, name_from_path=False)
         self._require_namespace(target)
         resource_type = target.resource_type
-        validate(resource_type, obj)
+        validate(resource_type, obj, self.store)
         apply_defaults(resource_type, obj, None, self.cluster.service_addresses)
         record_update(None, obj, request.query.get("fieldManager") or _user_agent_manager(request))
         if _dry_run(request):
@@ -304,24 +319,24 @@ class KubeApiServer:
         return _json(self.store.create(obj), status=201)
 
     async def _replace(self, request: web.Request, target: ResourceRequest) -> web.Response:
-        body = await _read_json(request)
+        body = await _read_body(request, target)
         incoming = self._conform(body, target, name_from_path=True)
         existing = self._existing(target)
         return self._update(request, target, existing, incoming, track_manager=True)
 
     async def _patch(self, request: web.Request, target: ResourceRequest) -> web.Response:
-        raw = await request.text()
-        content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+        raw = await request.read()
         resource_type = target.resource_type
+        content_type = require_patch_type(request.headers.get("Content-Type", ""), resource_type)
         existing = self.store.get(
             resource_type.api_version, resource_type.kind, target.namespace, target.name
         )
-        if content_type == "application/apply-patch+yaml":
-            return self._apply(request, target, existing, _parse_yaml(raw))
+        if content_type == APPLY_PATCH:
+            return self._apply(request, target, existing, parse_yaml(raw))
         if existing is None:
             raise not_found(resource_type.plural, target.name or "", resource_type.group)
-        body = _parse_json(raw)
-        patched = _patched(existing, content_type, body, strategic=resource_type.from_crd is None)
+        body = parse_json(raw)
+        patched = _patched(existing, content_type, body)
         incoming = self._conform(patched, target, name_from_path=True)
         return self._update(request, target, existing, incoming, track_manager=True)
 
@@ -341,18 +356,17 @@ class KubeApiServer:
 
     async def _scale(self, request: web.Request, target: ResourceRequest) -> web.Response:
         """The `scale` subresource (autoscaling/v1 Scale): what `kubectl scale` reads and writes."""
-        raw = await request.text()
+        raw = await request.read()
         existing = self._existing(target)
         if request.method == "GET":
             return _json(scale_view(existing))
         if request.method not in ("PUT", "PATCH"):
             raise method_not_allowed(f"the scale subresource does not allow {request.method}")
-        body = _parse_json(raw)
         if request.method == "PUT":
-            wanted = _require_object(body)
+            wanted = _require_object(parse_json(raw))
         else:
-            content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
-            wanted = _patched(scale_view(existing), content_type, body, strategic=True)
+            content_type = require_patch_type(request.headers.get("Content-Type", ""), target.resource_type)
+            wanted = _patched(scale_view(existing), content_type, parse_json(raw))
         updated = with_replicas(existing, wanted, target.resource_type.plural)
         return _json(scale_view(self.store.replace(updated)))
 
@@ -371,7 +385,7 @@ class KubeApiServer:
             self._require_namespace(target)
             describe = (resource_type.plural, target.name or "", resource_type.group)
             created = server_side_apply(None, applied, manager, force, describe)
-            validate(resource_type, created)
+            validate(resource_type, created, self.store)
             apply_defaults(resource_type, created, None, self.cluster.service_addresses)
             if _dry_run(request):
                 return _json(created, status=201)
@@ -398,7 +412,7 @@ class KubeApiServer:
             updated = incoming
             if resource_type.has_status:
                 updated["status"] = existing.get("status", {})
-            validate(resource_type, updated)
+            validate(resource_type, updated, self.store)
             apply_defaults(resource_type, updated, existing, self.cluster.service_addresses)
         if track_manager:
             record_update(
@@ -417,6 +431,10 @@ class KubeApiServer:
         deleted = self.store.delete(
             resource_type.api_version, resource_type.kind, target.namespace, target.name
         )
+        if self.store.is_pending_deletion(deleted):
+            # Still there, waiting for finalizers: the API server answers 200 with the object (k8s
+            # staging/src/k8s.io/apiserver/pkg/endpoints/handlers/delete.go).
+            return _json(deleted)
         return _json(
             success_status(
                 resource_type.plural, target.name or "", resource_type.group, deleted["metadata"]["uid"]
@@ -516,38 +534,23 @@ def _user_agent_manager(request: web.Request) -> str:
     return request.headers.get("User-Agent", "unknown").split("/")[0] or "unknown"
 
 
-async def _read_json(request: web.Request) -> Any:
-    return _parse_json(await request.text())
+async def _read_body(request: web.Request, target: ResourceRequest) -> Any:
+    return decode_body(await request.read(), request.headers.get("Content-Type", ""), target.resource_type)
 
 
-def _parse_json(raw: str) -> Any:
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as error:
-        raise bad_request(f"the request body is not valid JSON: {error}") from None
+def _patched(document: dict[str, Any], content_type: str, body: Any) -> dict[str, Any]:
+    """`document` with a json, merge or strategic-merge patch applied (resourceVersion from the patch, if any).
 
-
-def _parse_yaml(raw: str) -> Any:
-    try:
-        return yaml.safe_load(raw)
-    except yaml.YAMLError as error:
-        raise bad_request(f"the request body is not valid YAML: {error}") from None
-
-
-def _patched(document: dict[str, Any], content_type: str, body: Any, *, strategic: bool) -> dict[str, Any]:
-    """`document` with a json, merge or strategic-merge patch applied (resourceVersion from the patch, if any)."""
-    if content_type == "application/json-patch+json":
+    `content_type` has passed `require_patch_type`, which refuses strategic merge for custom resources.
+    """
+    if content_type == JSON_PATCH:
         patched = json_patch(document, body)
-    elif content_type == "application/merge-patch+json":
+    elif content_type == MERGE_PATCH:
         patched = merge_patch(document, _require_object(body))
-    elif content_type == "application/strategic-merge-patch+json":
-        if not strategic:
-            raise unsupported_media_type(
-                f"{content_type}: strategic merge patch is not supported for custom resources"
-            )
+    elif content_type == STRATEGIC_MERGE_PATCH:
         patched = strategic_merge_patch(document, _require_object(body))
-    else:
-        raise unsupported_media_type(content_type or "(no Content-Type)")
+    else:  # server-side apply on a subresource the twin does not apply to (scale)
+        raise bad_request(f"the twin does not support {content_type} on this subresource")
     sent_version = (body.get("metadata") or {}).get("resourceVersion") if isinstance(body, dict) else None
     patched.setdefault("metadata", {})["resourceVersion"] = (
         sent_version or document["metadata"]["resourceVersion"]

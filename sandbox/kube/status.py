@@ -86,9 +86,20 @@ def method_not_allowed(message: str) -> KubeApiError:
     return KubeApiError(405, "MethodNotAllowed", message)
 
 
-def unsupported_media_type(content_type: str) -> KubeApiError:
+def unsupported_media_type(accepted: tuple[str, ...]) -> KubeApiError:
+    # k8s.io/apiserver pkg/endpoints/handlers/negotiation/errors.go errUnsupportedMediaType
     return KubeApiError(
-        415, "UnsupportedMediaType", f"the body of the request was in an unknown format: {content_type}"
+        415,
+        "UnsupportedMediaType",
+        "the body of the request was in an unknown format - accepted media types include: "
+        + ", ".join(accepted),
+    )
+
+
+def not_acceptable(accepted: tuple[str, ...]) -> KubeApiError:
+    # k8s.io/apiserver pkg/endpoints/handlers/negotiation/errors.go errNotAcceptable
+    return KubeApiError(
+        406, "NotAcceptable", "only the following media types are accepted: " + ", ".join(accepted)
     )
 
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sandbox.kube.resources import ResourceType
+from sandbox.kube.status import bad_request
 
 Column = tuple[str, str, int, Callable[[dict[str, Any]], Any]]  # name, type, priority, cell
 
@@ -145,8 +146,24 @@ COLUMNS: dict[tuple[str, str], list[Column]] = {
 }
 
 
+def _row_object(obj: dict[str, Any], include_object: str) -> dict[str, Any] | None:
+    """What a row carries, per the `includeObject` query parameter (k8s.io/apiserver v0.32.4
+    pkg/endpoints/handlers/response.go `asTable`): the metadata by default, the whole object for
+    "Object" (what `kubectl get --sort-by` asks for), nothing for "None"."""
+    if include_object == "Object":
+        return obj
+    if include_object in ("Metadata", ""):
+        return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]}
+    if include_object == "None":
+        return None
+    raise bad_request(f"unrecognized includeObject value: {include_object!r}")
+
+
 def table(
-    resource_type: ResourceType, objects: list[dict[str, Any]], resource_version: str
+    resource_type: ResourceType,
+    objects: list[dict[str, Any]],
+    resource_version: str,
+    include_object: str = "",
 ) -> dict[str, Any]:
     columns = COLUMNS.get((resource_type.api_version, resource_type.kind), [NAME, AGE])
     return {
@@ -166,11 +183,7 @@ def table(
         "rows": [
             {
                 "cells": [cell(obj) for _, _, _, cell in columns],
-                "object": {
-                    "kind": "PartialObjectMetadata",
-                    "apiVersion": "meta.k8s.io/v1",
-                    "metadata": obj["metadata"],
-                },
+                "object": _row_object(obj, include_object),
             }
             for obj in objects
         ],

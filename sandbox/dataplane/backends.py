@@ -122,9 +122,10 @@ async def lookup_service(store: StoreView, backend: Backend) -> dict | None:
     return await store.get(SERVICE, backend.namespace, backend.name)
 
 
-async def body_router_active(store: StoreView, gateway_namespace: str, gateway_name: str) -> bool:
-    """A GCPRoutingExtension targets the Gateway, its backend Service exists, and that Service selects the
-    pods of a Deployment with an available replica (the sandbox does not run the bbr binary itself)."""
+async def running_body_router(store: StoreView, gateway_namespace: str, gateway_name: str) -> dict | None:
+    """The extension entry of a GCPRoutingExtension that targets the Gateway, whose backend Service exists
+    and selects the pods of a Deployment with an available replica (the sandbox does not run the bbr
+    binary itself); None when no body-based router runs for the Gateway."""
     for extension in await store.list(GCP_ROUTING_EXTENSION, namespace=gateway_namespace):
         spec = extension.get("spec") or {}
         if not any(
@@ -138,8 +139,8 @@ async def body_router_active(store: StoreView, gateway_namespace: str, gateway_n
                 if ref.get("kind", "Service") == "Service" and await _service_has_available_deployment(
                     store, gateway_namespace, ref.get("name", "")
                 ):
-                    return True
-    return False
+                    return ext
+    return None
 
 
 async def _service_has_available_deployment(store: StoreView, namespace: str, service_name: str) -> bool:

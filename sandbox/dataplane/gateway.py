@@ -2,8 +2,8 @@
 HTTPRoute selection, the endpoint picker for InferencePools, and an unbuffered proxy to the chosen pod.
 
 Errors are the load balancer's, as plain text (Envoy's wording), never OpenAI JSON: 404 no route,
-500 missing backend, 503 no healthy upstream, 504 backend timeout, 413 body too large; the EPP and
-the body-based router refuse bad bodies with 400.
+500 missing backend, 503 no healthy upstream, 504 backend timeout, 413 body too large; the EPP
+refuses bad bodies with 400; a body the body-based router cannot parse gets the load balancer's 500.
 """
 
 from __future__ import annotations
@@ -74,6 +74,65 @@ def _epp_checked_body(body: bytes) -> tuple[dict, str]:
     if isinstance(payload.get("prompt"), str):
         return payload, payload["prompt"]
     raise GatewayError(400, "prompt or messages not found in request body")
+
+
+def _body_router_failed() -> GatewayError:
+    """The body-based router's error ends its ext_proc stream; with the extension's failOpen false (the
+    GCPRoutingExtension default) the load balancer answers "a generic 500 error" (Extension.failOpen,
+    https://cloud.google.com/service-extensions/docs/reference/rest/v1/ExtensionChain); Envoy's ext_proc
+    filter sends that local reply with an empty body (source/extensions/filters/http/ext_proc,
+    onGrpcError: sendLocalReply(InternalServerError, ""))."""
+    return GatewayError(500, "")
+
+
+def _route_by_body(body: bytes, headers: CIMultiDict, fail_open: bool) -> None:
+    """The body-based router (pkg/bbr/handlers/request.go, v1.0.0): Go's json.Unmarshal of the body into
+    struct{Model string `json:"model"`}. The model, when not empty, becomes X-Gateway-Model-Name before
+    routes are matched; a body without one passes unchanged; a body Unmarshal refuses is an error, which
+    an extension with failOpen true skips ("request or response processing continues without error")."""
+    try:
+        model = _go_unmarshal_model(body)
+    except GatewayError:
+        if fail_open:
+            return
+        raise
+    if model:
+        headers[MODEL_HEADER] = model
+
+
+def _go_unmarshal_model(body: bytes) -> str:
+    """What encoding/json leaves in RequestBody.Model; its refusals raise the router's failure: invalid
+    JSON (NaN and Infinity included), a top level that is not an object or null, a "model" that is not
+    a string or null. Keys match the field case-insensitively, the last one wins, and null leaves the
+    field as it was; invalid UTF-8 is replaced, not refused."""
+    try:
+        payload = json.loads(
+            body.decode("utf-8", errors="replace"),
+            object_pairs_hook=_KeyValuePairs,
+            parse_constant=_refuse_constant,
+        )
+    except (ValueError, RecursionError):
+        raise _body_router_failed() from None
+    if payload is None:
+        return ""
+    if not isinstance(payload, _KeyValuePairs):
+        raise _body_router_failed()  # an array, string, number or boolean cannot fill a struct
+    model = ""
+    for key, value in payload:
+        if key.lower() != "model" or value is None:
+            continue
+        if not isinstance(value, str):
+            raise _body_router_failed()
+        model = value
+    return model
+
+
+class _KeyValuePairs(list):
+    """A JSON object as its key-value pairs in order, duplicates kept (Go decodes each in turn)."""
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
 
 
 class GatewayServer:
@@ -155,29 +214,24 @@ class GatewayServer:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return _plain(413, "Payload Too Large")
+        # Envoy ends the stream with the headers when the request has no body (GET, Content-Length: 0);
+        # the ext_proc servers then see no body phase at all.
+        headers_only = not request.body_exists
         headers = CIMultiDict(request.headers)
         try:
-            if body and await backends.body_router_active(self._store, self.namespace, self.name):
-                self._route_by_body(body, headers)
+            router = None
+            if not headers_only:
+                router = await backends.running_body_router(self._store, self.namespace, self.name)
+            if router is not None:
+                _route_by_body(body, headers, fail_open=router.get("failOpen") is True)
             match = await self._select_rule(listener, request, headers)
             if match is None:
                 return _plain(404, "")
             backend = self._choose_backend(match)
-            endpoint, timeout = await self._choose_endpoint(backend, body)
+            endpoint, timeout = await self._choose_endpoint(backend, body, headers_only)
         except GatewayError as error:
             return _plain(error.status, error.text)
         return await self._proxy(request, headers, body, endpoint, timeout, picked_by_epp=backend.is_pool)
-
-    @staticmethod
-    def _route_by_body(body: bytes, headers: CIMultiDict) -> None:
-        """The body-based router: the JSON body's model becomes a header before routes are matched."""
-        try:
-            payload = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise GatewayError(400, "body-based routing: request body is not valid JSON") from None
-        model = payload.get("model") if isinstance(payload, dict) else None
-        if isinstance(model, str) and model:
-            headers[MODEL_HEADER] = model
 
     async def _select_rule(
         self, listener: routing.Listener, request: web.Request, headers: CIMultiDict
@@ -208,17 +262,22 @@ class GatewayServer:
         except (backends.UnsupportedBackend, KeyError):
             raise GatewayError(500, "fault filter abort") from None
 
-    async def _choose_endpoint(self, backend: backends.Backend, body: bytes) -> tuple[Endpoint, float]:
+    async def _choose_endpoint(
+        self, backend: backends.Backend, body: bytes, headers_only: bool
+    ) -> tuple[Endpoint, float]:
         if backend.is_pool:
             pool = await backends.lookup_pool(self._store, backend)
             if pool is None:
                 raise GatewayError(500, "fault filter abort")
-            _, prompt = _epp_checked_body(body)
             candidates = await backends.pool_endpoints(self._store, pool)
-            if not candidates:
-                raise GatewayError(503, "no healthy upstream")
-            await self._scraper(backend).demand()
-            endpoint = self.picker.pick(backend.key, candidates, prompt)
+            if headers_only:
+                endpoint = self._random_pod(candidates)
+            else:
+                _, prompt = _epp_checked_body(body)
+                if not candidates:
+                    raise GatewayError(503, "no healthy upstream")
+                await self._scraper(backend).demand()
+                endpoint = self.picker.pick(backend.key, candidates, prompt)
         else:
             service = await backends.lookup_service(self._store, backend)
             if service is None:
@@ -228,6 +287,15 @@ class GatewayServer:
                 raise GatewayError(503, "no healthy upstream")
             endpoint = self.picker.round_robin(backend.key, candidates)
         return endpoint, await backends.backend_timeout(self._store, backend)
+
+    def _random_pod(self, candidates: list[Endpoint]) -> Endpoint:
+        """The EPP sends a request without a body to a pod picked at random, unscored: "this is assumed
+        to just be a GET" (pkg/epp/handlers/request.go HandleRequestHeaders and
+        pkg/epp/requestcontrol/director.go GetRandomPod, v1.0.1). With no pod it answers an Internal
+        error, which buildErrResponse (pkg/epp/handlers/server.go) turns into a 500 carrying its text."""
+        if not candidates:
+            raise GatewayError(500, "inference gateway: Internal - no pods available in datastore")
+        return self._rng.choice(candidates)
 
     def _scraper(self, backend: backends.Backend) -> MetricsScraper:
         scraper = self._scrapers.get(backend.key)

@@ -70,6 +70,10 @@ class Exposition:
         self._lines.append(f"{name}_sum{_labels(labels)} {_number(histogram.total)}")
         self._lines.append(f"{name}_count{_labels(labels)} {histogram.observations}")
 
+    def declare(self, name: str, kind: str, help_text: str) -> None:
+        """The HELP and TYPE lines alone: a labelled family that has no series yet."""
+        self._family(name, kind, help_text)
+
     def _family(self, name: str, kind: str, help_text: str) -> None:
         if name in self._families:
             return
@@ -118,3 +122,39 @@ def gauge_value(text: str, name: str) -> float | None:
         if sample.name == name:
             return sample.value
     return None
+
+
+LORA_INFO_METRIC = "vllm:lora_requests_info"  # --lora-info-metric (EPP v1.0.1 default)
+
+
+@dataclass(frozen=True)
+class LoraInfo:
+    running: tuple[str, ...]
+    waiting: tuple[str, ...]
+    max_loras: int | None
+
+
+def latest_lora_info(text: str) -> LoraInfo | None:
+    """The EPP's reading of vllm:lora_requests_info (pkg/epp/backend/metrics/metrics.go,
+    getLatestLoraMetric, v1.0.1): among the series naming a running or waiting adapter, the one with
+    the largest value (a timestamp); None when there is none, and the EPP then keeps what it had."""
+    latest: Sample | None = None
+    for sample in parse_samples(text):
+        if sample.name != LORA_INFO_METRIC:
+            continue
+        if not sample.labels.get("running_lora_adapters") and not sample.labels.get("waiting_lora_adapters"):
+            continue
+        if latest is None or sample.value > latest.value:
+            latest = sample
+    if latest is None:
+        return None
+    max_loras = latest.labels.get("max_lora", "")
+    return LoraInfo(
+        running=_adapters(latest.labels.get("running_lora_adapters", "")),
+        waiting=_adapters(latest.labels.get("waiting_lora_adapters", "")),
+        max_loras=int(max_loras) if max_loras.isdigit() else None,
+    )
+
+
+def _adapters(csv: str) -> tuple[str, ...]:
+    return tuple(csv.split(",")) if csv else ()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from sandbox.dataplane.metrics import gauge_value
+from sandbox.dataplane.metrics import LoraInfo, gauge_value, latest_lora_info
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,8 @@ class EndpointMetrics:
     waiting: float = 0.0
     kv_cache: float = 0.0
     scraped_at: float = 0.0
+    # What the EPP reads for its LoRA affinity scorer (not in the v1.0.1 default profile, so unscored).
+    lora: LoraInfo | None = None
 
 
 class PrefixCacheIndex:
@@ -216,4 +218,5 @@ class MetricsScraper:
         metrics = self._picker.metrics.setdefault(endpoint.address, EndpointMetrics())
         metrics.waiting = gauge_value(text, QUEUE_METRIC) or 0.0
         metrics.kv_cache = gauge_value(text, KV_CACHE_METRIC) or 0.0
+        metrics.lora = latest_lora_info(text) or metrics.lora
         metrics.scraped_at = time.monotonic()

@@ -46,10 +46,16 @@ def _content_text(content: object) -> str:
     return ""
 
 
-def reply_tokens(seed_text: str, max_tokens: int | None) -> tuple[list[str], str]:
-    """Return (pieces, finish_reason): the seed text echoed, cycled to a length chosen by its hash."""
+def reply_tokens(seed_text: str, max_tokens: int | None, ignore_eos: bool = False) -> tuple[list[str], str]:
+    """Return (pieces, finish_reason): the seed text echoed, cycled to a length chosen by its hash.
+
+    With ignore_eos the model never stops by itself, so the reply is exactly max_tokens long, as vLLM's
+    SamplingParams.ignore_eos does (vllm/sampling_params.py, v0.8.5: "Whether to ignore the EOS token
+    and continue generating tokens after the EOS token is generated")."""
     digest = hashlib.sha256(seed_text.encode()).digest()
     natural = _MIN_NATURAL_TOKENS + digest[0] % (_MAX_NATURAL_TOKENS - _MIN_NATURAL_TOKENS + 1)
+    if max_tokens is not None and ignore_eos:
+        natural = max_tokens + 1  # no end-of-sequence token: only max_tokens stops the reply
     source = tokenize(seed_text) or list(_FILLER)
     length = natural if max_tokens is None else min(natural, max_tokens)
     pieces = [source[i % len(source)] for i in range(length)]

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+from collections import Counter
 
 import httpx
 import openai
 import pytest
 
+from sandbox.dataplane.metrics import LoraInfo
 from sandbox.dataplane.standalone import MODEL, NAMESPACE, POOL, WRONG_MODEL, eventually
 
 TUTORIAL_4_2 = {
@@ -147,11 +150,112 @@ async def test_body_routing_route_without_a_running_router_matches_nothing(lab):
     assert (await post_chat(base_url, TUTORIAL_5_1_RIGHT)).status_code == 404
 
 
-async def test_body_routing_refuses_a_body_that_is_not_json(lab):
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        b'{"model": 5, "messages": [{"role": "user", "content": "Hi"}]}',
+        b'{"model": {"name": "x"}, "messages": []}',
+        b'{"model": "' + MODEL.encode() + b'", "model": ["late"]}',
+        b'[{"model": "' + MODEL.encode() + b'"}]',
+        b'"just a string"',
+        b"42",
+        b'{"model": "' + MODEL.encode() + b'", "temperature": NaN}',
+    ],
+)
+async def test_body_routing_answers_500_for_a_body_the_router_cannot_parse(lab, body):
+    """Go's json.Unmarshal refuses these, the router's error ends its ext_proc stream, and with failOpen
+    false the load balancer answers 500 before any route, picker or pod sees the request."""
     base_url = await lab.tutorial_setup()
     lab.add_body_based_router()
+    before = [server.engine.request_success for server in lab.dataplane.model_servers.values()]
+    response = await post_chat(base_url, body)
+    assert (response.status_code, response.text) == (500, "")
+    assert "x-inference-pod" not in response.headers
+    assert [server.engine.request_success for server in lab.dataplane.model_servers.values()] == before
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        # No model, or a null one: the router passes the body on without the header.
+        (b'{"messages": [{"role": "user", "content": "Hi"}]}', 404),
+        (b'{"model": null, "messages": [{"role": "user", "content": "Hi"}]}', 404),
+        (b"null", 404),
+        # Go matches the field name case-insensitively, and the last duplicate wins. The header routes
+        # "MODEL" to the pool, where the EPP, reading the key "model" exactly, refuses it.
+        (b'{"MODEL": "' + MODEL.encode() + b'", "messages": [{"role": "user", "content": "Hi"}]}', 400),
+        (
+            b'{"model": "x", "model": "'
+            + MODEL.encode()
+            + b'", "messages": [{"role": "user", "content": "Hi"}]}',
+            200,
+        ),
+    ],
+)
+async def test_body_routing_passes_bodies_go_can_unmarshal(lab, body, status):
+    """With the route matching the header only (tutorial 5.1), what the router sets decides the outcome."""
+    base_url = await lab.tutorial_setup()
+    lab.add_body_based_router()
+    lab.put_body_routing_route()
+    response = await post_chat(base_url, body)
+    # 404: without X-Gateway-Model-Name the header route matches nothing; 200 and 400: it was set.
+    assert response.status_code == status
+
+
+async def test_body_routing_with_fail_open_lets_an_unparsable_body_through(lab):
+    base_url = await lab.tutorial_setup()
+    lab.add_body_based_router()
+    extension = lab.store.get("networking.gke.io/v1", "GCPRoutingExtension", NAMESPACE, "body-based-router")
+    extension["spec"]["extensionChains"][0]["extensions"][0]["failOpen"] = True
+    lab.store.replace(extension)
     response = await post_chat(base_url, b"{not json")
-    assert response.status_code == 400
+    assert response.status_code == 400  # past the router: the endpoint picker refuses it
+    assert "not valid JSON" in response.text
+
+
+async def test_a_request_without_a_body_is_not_body_routed(lab):
+    base_url = await lab.tutorial_setup()
+    lab.add_body_based_router()
+    async with httpx.AsyncClient(timeout=10) as client:
+        response = await client.get(f"{base_url}/v1/models")
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("GET", "/v1/models"), ("GET", "/health"), ("POST", "/v1/chat/completions")]
+)
+async def test_a_request_without_a_body_goes_to_a_random_pod(lab, method, path):
+    """The EPP sends a headers-only request to a pod picked at random, so vLLM itself answers it."""
+    base_url = await lab.tutorial_setup(replicas=2)
+    pods = {name for _, name in lab.dataplane.model_servers}
+    async with httpx.AsyncClient(timeout=10) as client:
+        responses = [await client.request(method, f"{base_url}{path}") for _ in range(30)]
+    served = {response.headers["x-inference-pod"] for response in responses}
+    assert served == pods  # both pods, by chance: 30 fair coin flips all alike has odds 2 in a billion
+    if path == "/v1/models":
+        assert {m["id"] for m in responses[0].json()["data"]} == {MODEL}
+        assert {r.status_code for r in responses} == {200}
+    elif path == "/health":
+        assert {r.status_code for r in responses} == {200}
+    else:
+        # vLLM's answer to an untyped empty body, from its validate_json_request dependency
+        assert {r.status_code for r in responses} == {415}
+        assert responses[0].json() == {"detail": "Unsupported Media Type: Only 'application/json' is allowed"}
+    assert all(r.headers["x-went-into-resp-headers"] == "true" for r in responses)
+
+
+async def test_a_request_without_a_body_and_no_ready_pod_gets_the_epp_500(lab):
+    base_url = await lab.tutorial_setup()
+    for _, pod in list(lab.dataplane.model_servers):
+        lab.set_ready(pod, False)
+    await eventually(lambda: not lab.dataplane.model_servers)
+    async with httpx.AsyncClient(timeout=10) as client:
+        response = await client.get(f"{base_url}/v1/models")
+    assert (response.status_code, response.text) == (
+        500,
+        "inference gateway: Internal - no pods available in datastore",
+    )
 
 
 @pytest.mark.parametrize(
@@ -240,3 +344,64 @@ async def test_gateway_stops_serving_when_no_longer_programmed(lab):
     await eventually(lambda: not lab.dataplane.gateways)
     with pytest.raises(httpx.ConnectError):
         await post_chat(base_url, TUTORIAL_4_2)
+
+
+async def test_openai_client_benchmark_settings_through_the_gateway(lab):
+    """What benchmark clients send (ignore_eos, n, streamed usage) reaches vLLM unchanged."""
+    base_url = await lab.tutorial_setup()
+    async with openai_client(base_url) as client:
+        stream = await client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "Hi"}],
+            n=2,
+            max_tokens=64,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_body={"ignore_eos": True},
+        )
+        chunks = [chunk async for chunk in stream]
+    content = [c for c in chunks if c.choices and c.choices[0].delta.content]
+    assert sorted(Counter(c.choices[0].index for c in content).items()) == [(0, 64), (1, 64)]
+    assert chunks[-1].usage.completion_tokens == 128
+
+
+async def test_the_picker_reads_lora_requests_info_from_the_pods(lab):
+    args = lab.vllm_args(
+        ("--enable-lora", "--max-loras", "2", "--lora-modules", "food-review-1=/adapters/food")
+    )
+    base_url = await lab.tutorial_setup(args=args)
+    body = {"model": "food-review-1", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3}
+    assert (await post_chat(base_url, body)).status_code == 200
+    ((_, pod),) = lab.dataplane.model_servers
+    (gateway,) = lab.dataplane.gateways.values()
+    address = f"{lab.pod_ip(pod)}:8000"
+    await eventually(lambda: gateway.picker.metrics[address].lora is not None)
+    assert gateway.picker.metrics[address].lora == LoraInfo(
+        running=("food-review-1",), waiting=(), max_loras=2
+    )
+
+
+async def test_a_client_leaving_mid_stream_through_the_gateway_aborts_the_request_on_the_pod(lab, caplog):
+    base_url = await lab.tutorial_setup()
+    ((_, pod),) = lab.dataplane.model_servers
+    lab.dataplane.set_pod_slowdown(pod, 10)  # 20 ms per token: 1000 tokens would take 20 s
+    server = next(iter(lab.dataplane.model_servers.values()))
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "go on"}],
+        "max_tokens": 1000,
+        "ignore_eos": True,
+        "stream": True,
+    }
+    caplog.set_level(logging.INFO)
+    async with httpx.AsyncClient(timeout=10) as client:
+        async with client.stream(
+            "POST", f"{base_url}/v1/chat/completions", json=body, headers={"X-Request-Id": "left"}
+        ) as response:
+            async for line in response.aiter_lines():
+                if '"content": "go"' in line:
+                    break
+    await eventually(lambda: "Request chatcmpl-left aborted." in caplog.messages)
+    assert server.engine.running == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+    assert (await post_chat(base_url, TUTORIAL_5_1_RIGHT)).status_code == 200

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import time
 
 import httpx
+import openai
 import pytest
 
 from sandbox.dataplane.engine import Latency
-from sandbox.dataplane.metrics import gauge_value, parse_samples
+from sandbox.dataplane.metrics import LoraInfo, gauge_value, latest_lora_info, parse_samples
 from sandbox.dataplane.modelserver import ModelServer
 from sandbox.dataplane.podspec import model_server_spec
-from sandbox.dataplane.standalone import MODEL, LoopbackAddresses
+from sandbox.dataplane.standalone import MODEL, LoopbackAddresses, eventually
 
 FAST = Latency(time_to_first_token=0.005, per_output_token=0.001)
 
@@ -244,3 +247,332 @@ def test_pods_without_vllm_have_no_model_server():
 def test_non_numeric_engine_flags_are_refused():
     with pytest.raises(ValueError, match="--max-num-seqs must be an integer"):
         model_server_spec(vllm_pod(["--model", "m", "--max-num-seqs", "many"]))
+
+
+def sse_chunks(text: str) -> list[dict]:
+    events = [line.removeprefix("data: ") for line in text.splitlines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    return [json.loads(event) for event in events[:-1]]
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions"])
+async def test_ignore_eos_generates_exactly_max_tokens_plain_and_streamed(server_for, path):
+    """Benchmark clients send ignore_eos: the reply runs to max_tokens, past the echo's natural end."""
+    _, url = await server_for(["--model", MODEL])
+    prompt = {"messages": [{"role": "user", "content": "Hi"}]} if "chat" in path else {"prompt": "Hi"}
+    body = {"model": MODEL, **prompt, "max_tokens": 200, "ignore_eos": True}
+    async with httpx.AsyncClient(timeout=10) as client:
+        natural = (await client.post(f"{url}{path}", json={**body, "ignore_eos": False})).json()
+        plain = (await client.post(f"{url}{path}", json=body)).json()
+        streamed = await client.post(
+            f"{url}{path}", json={**body, "stream": True, "stream_options": {"include_usage": True}}
+        )
+    assert natural["usage"]["completion_tokens"] < 200  # the echo stops by itself without ignore_eos
+    assert plain["usage"]["completion_tokens"] == 200
+    assert plain["choices"][0]["finish_reason"] == "length"
+    chunks = sse_chunks(streamed.text)
+    token_chunks = [
+        c
+        for c in chunks
+        if c["choices"] and (c["choices"][0].get("delta", {}).get("content") or c["choices"][0].get("text"))
+    ]
+    assert len(token_chunks) == 200
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "length"
+    assert chunks[-1]["usage"]["completion_tokens"] == 200
+
+
+async def test_ignore_eos_without_max_tokens_runs_to_the_end_of_the_context(server_for):
+    _, url = await server_for(["--model", MODEL, "--max-model-len", "64"])
+    body = {"model": MODEL, "prompt": "one two three four", "ignore_eos": True}
+    async with httpx.AsyncClient(timeout=10) as client:
+        reply = (await client.post(f"{url}/v1/completions", json=body)).json()
+    assert reply["usage"]["total_tokens"] == 64
+    assert reply["choices"][0]["finish_reason"] == "length"
+
+
+async def test_n_returns_n_choices_and_counts_all_of_them(server_for):
+    server, url = await server_for(["--model", MODEL])
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "Hello there"}], "max_tokens": 4}
+    async with httpx.AsyncClient(timeout=10) as client:
+        one = (await client.post(f"{url}/v1/chat/completions", json=body)).json()
+        two = (await client.post(f"{url}/v1/chat/completions", json={**body, "n": 2})).json()
+        three = (
+            await client.post(
+                f"{url}/v1/completions", json={"model": MODEL, "prompt": "x y", "n": 3, "max_tokens": 4}
+            )
+        ).json()
+        metrics = (await client.get(f"{url}/metrics")).text
+    assert [c["index"] for c in two["choices"]] == [0, 1]
+    assert all(c["message"]["content"] == one["choices"][0]["message"]["content"] for c in two["choices"])
+    assert two["usage"]["prompt_tokens"] == one["usage"]["prompt_tokens"]
+    assert two["usage"]["completion_tokens"] == 2 * one["usage"]["completion_tokens"]
+    assert [c["index"] for c in three["choices"]] == [0, 1, 2]
+    assert three["usage"]["completion_tokens"] == 3 * 4
+    # The V1 engine runs each choice as its own child request (1 + 2 + 3 finished sequences).
+    samples = {(s.name, s.labels.get("finished_reason")): s.value for s in parse_samples(metrics)}
+    assert samples[("vllm:request_success_total", "length")] == 6
+
+
+@pytest.mark.parametrize("chat", [True, False])
+async def test_streamed_n_tags_each_chunk_with_its_choice(server_for, chat):
+    _, url = await server_for(["--model", MODEL])
+    path, prompt = (
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "a b c"}]})
+        if chat
+        else ("/v1/completions", {"prompt": "a b c"})
+    )
+    body = {
+        "model": MODEL,
+        **prompt,
+        "max_tokens": 5,
+        "n": 2,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    async with httpx.AsyncClient(timeout=10) as client:
+        chunks = sse_chunks((await client.post(f"{url}{path}", json=body)).text)
+    by_index: dict[int, list[dict]] = {0: [], 1: []}
+    for chunk in chunks[:-1]:
+        (choice,) = chunk["choices"]
+        by_index[choice["index"]].append(choice)
+    for choices in by_index.values():
+        text = "".join((c["delta"].get("content") or "") if chat else c["text"] for c in choices)
+        assert text == "a b c a b"
+        assert [c["finish_reason"] for c in choices][-1] == "length"
+        assert all(c["finish_reason"] is None for c in choices[:-1])
+        # vLLM puts the finish_reason on the last token's chunk, not on an empty chunk of its own.
+        assert (choices[-1]["delta"].get("content") if chat else choices[-1]["text"]) == " b"
+        if chat:
+            assert choices[0]["delta"] == {"role": "assistant", "content": ""}
+    assert chunks[-1]["choices"] == []
+    assert chunks[-1]["usage"]["completion_tokens"] == 10
+
+
+async def test_openai_client_gets_n_choices_and_ignore_eos(server_for):
+    _, url = await server_for(["--model", MODEL])
+    async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0) as client:
+        completion = await client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "Hi"}],
+            n=2,
+            max_tokens=50,
+            extra_body={"ignore_eos": True},
+        )
+        stream = await client.completions.create(
+            model=MODEL,
+            prompt="Hi",
+            n=2,
+            max_tokens=30,
+            stream=True,
+            extra_body={"ignore_eos": True},
+            stream_options={"include_usage": True},
+        )
+        chunks = [chunk async for chunk in stream]
+    assert [c.index for c in completion.choices] == [0, 1]
+    assert completion.usage.completion_tokens == 100
+    assert {c.choices[0].index for c in chunks if c.choices} == {0, 1}
+    assert chunks[-1].usage.completion_tokens == 60
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"n": 0}, "n must be at least 1, got 0."),
+        ({"n": -1}, "n must be at least 1, got -1."),
+        ({"n": 2, "temperature": 0}, "n must be 1 when using greedy sampling, got 2."),
+        ({"n": 3, "best_of": 2}, "best_of must be greater than or equal to n, got n=3 and best_of=2."),
+        ({"n": 1, "best_of": 2, "stream": True}, "best_of must equal n to use output_kind=DELTA"),
+        ({"best_of": 2}, "vLLM V1 does not yet support best_of."),
+        ({"n": "many"}, "n must be an integer"),
+    ],
+)
+async def test_sampling_counts_vllm_refuses(server_for, extra, message):
+    _, url = await server_for(["--model", MODEL])
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "x"}], **extra}
+    async with httpx.AsyncClient() as client:
+        response = await client.post(f"{url}/v1/chat/completions", json=body)
+    assert response.status_code == 400
+    assert response.json()["message"] == message
+
+
+async def test_streamed_best_of_is_refused_by_the_engine_after_the_200(server_for):
+    """The V1 engine's refusal comes once the stream has begun: an error event, then [DONE]."""
+    _, url = await server_for(["--model", MODEL])
+    body = {"model": MODEL, "prompt": "x", "n": 2, "best_of": 2, "stream": True}
+    async with httpx.AsyncClient() as client:
+        response = await client.post(f"{url}/v1/completions", json=body)
+    assert response.status_code == 200
+    assert sse_chunks(response.text) == [
+        {
+            "error": {
+                "object": "error",
+                "message": "vLLM V1 does not yet support best_of.",
+                "type": "BadRequestError",
+                "param": None,
+                "code": 400,
+            }
+        }
+    ]
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_a_client_that_disconnects_is_aborted_at_info_without_a_traceback(server_for, caplog, stream):
+    slow = Latency(time_to_first_token=0.01, per_output_token=0.02)
+    server, url = await server_for(["--model", MODEL], latency=slow)
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "tell me"}],
+        "max_tokens": 1000,
+        "ignore_eos": True,  # 20 s of tokens: only an abort ends it within the wait below
+        "stream": stream,
+    }
+    caplog.set_level(logging.DEBUG)
+    async with httpx.AsyncClient(timeout=10) as client:
+        if stream:
+            async with client.stream(
+                "POST", f"{url}/v1/chat/completions", json=body, headers={"X-Request-Id": "gone"}
+            ) as response:
+                async for line in response.aiter_lines():
+                    if '"content": "tell"' in line:
+                        break  # leave mid-stream: the connection closes
+        else:
+            with pytest.raises(httpx.ReadTimeout):
+                await client.post(
+                    f"{url}/v1/chat/completions", json=body, headers={"X-Request-Id": "gone"}, timeout=0.3
+                )
+        await eventually(lambda: "Request chatcmpl-gone aborted." in caplog.messages)
+        assert server.engine.running == 0 and server.engine.tokens_in_flight == 0
+        again = await client.post(
+            f"{url}/v1/chat/completions", json={**body, "max_tokens": 2, "stream": False}
+        )
+    assert again.status_code == 200
+    abort_lines = [r for r in caplog.records if "chatcmpl-gone" in r.getMessage()]
+    assert [(r.levelno, r.getMessage()) for r in abort_lines] == [
+        (logging.INFO, "Aborted request chatcmpl-gone."),
+        (logging.INFO, "Request chatcmpl-gone aborted."),
+    ]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+    samples = {
+        (s.name, s.labels.get("finished_reason")): s.value for s in parse_samples(server.engine.exposition())
+    }
+    assert samples[("vllm:request_success_total", "length")] == 1  # the aborted request is no success
+
+
+LORA_ARGS = [
+    "--model",
+    MODEL,
+    "--enable-lora",
+    "--max-loras",
+    "2",
+    "--max-num-seqs",
+    "1",
+    "--lora-modules",
+    "food-review-1=/adapters/food",
+    "sql-lora=/adapters/sql",
+]
+
+
+def lora_series(page: str) -> list:
+    return [s for s in parse_samples(page) if s.name == "vllm:lora_requests_info"]
+
+
+async def test_lora_requests_info_follows_running_and_waiting_adapters(server_for):
+    slow = Latency(time_to_first_token=0.05, per_output_token=0.1)
+    _, url = await server_for(LORA_ARGS, latency=slow)
+    async with httpx.AsyncClient(timeout=10) as client:
+        before = (await client.get(f"{url}/metrics")).text
+        started = time.time()
+        requests = [
+            asyncio.create_task(
+                client.post(f"{url}/v1/completions", json={"model": name, "prompt": "x", "max_tokens": 3})
+            )
+            for name in ("food-review-1", "sql-lora")
+        ]
+        await asyncio.sleep(0.15)  # food-review-1 runs (its steps at 0.05 s and 0.15 s), sql-lora waits
+        busy = (await client.get(f"{url}/metrics")).text
+        await asyncio.gather(*requests)
+        idle = (await client.get(f"{url}/metrics")).text
+    # The gauge exists from the start, but vLLM sets a series only at an engine step.
+    assert "# TYPE vllm:lora_requests_info gauge" in before
+    assert lora_series(before) == []
+    assert all(s.labels["max_lora"] == "2" for s in lora_series(idle))
+    assert list(lora_series(idle)[0].labels) == ["max_lora", "waiting_lora_adapters", "running_lora_adapters"]
+    newest = max(lora_series(busy), key=lambda s: s.value)
+    assert (newest.labels["running_lora_adapters"], newest.labels["waiting_lora_adapters"]) == (
+        "food-review-1",
+        "sql-lora",
+    )
+    assert started <= newest.value <= time.time()  # the value is the time of the step
+    series = {
+        (s.labels["running_lora_adapters"], s.labels["waiting_lora_adapters"]): s.value
+        for s in lora_series(idle)
+    }
+    assert ("sql-lora", "") in series  # one series per combination, each keeping its own time
+    assert max(series, key=series.get) == ("", "")  # the last step saw no adapter left
+    # The EPP reads the newest series naming an adapter, skipping the empty ones.
+    assert latest_lora_info(idle) == LoraInfo(running=("sql-lora",), waiting=(), max_loras=2)
+
+
+async def test_without_enable_lora_there_is_no_lora_gauge(server_for):
+    _, url = await server_for(["--model", MODEL])
+    async with httpx.AsyncClient() as client:
+        await client.post(f"{url}/v1/completions", json={"model": MODEL, "prompt": "x", "max_tokens": 1})
+        page = (await client.get(f"{url}/metrics")).text
+    assert "vllm:lora_requests_info" not in page
+
+
+async def test_disable_log_requests_silences_the_abort_lines(server_for, caplog):
+    _, url = await server_for(["--model", MODEL, "--disable-log-requests"], latency=Latency(0.01, 0.02))
+    caplog.set_level(logging.INFO)
+    body = {"model": MODEL, "prompt": "x", "max_tokens": 100, "stream": True}
+    async with httpx.AsyncClient(timeout=10) as client:
+        async with client.stream("POST", f"{url}/v1/completions", json=body) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("data: {"):
+                    break
+        await asyncio.sleep(0.2)
+    assert not [m for m in caplog.messages if "bort" in m]
+
+
+async def test_the_role_chunk_arrives_with_the_first_token(server_for):
+    """vLLM sends the role chunks on its first engine output, so a client timing the first chunk measures
+    the time to the first token."""
+    _, url = await server_for(
+        ["--model", MODEL], latency=Latency(time_to_first_token=0.3, per_output_token=0.001)
+    )
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "a"}], "max_tokens": 2, "stream": True}
+    loop = asyncio.get_running_loop()
+    async with httpx.AsyncClient(timeout=10) as client:
+        started = loop.time()
+        async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("data: {"):
+                    first_chunk = json.loads(line.removeprefix("data: "))
+                    break
+        waited = loop.time() - started
+    assert first_chunk["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert waited >= 0.3
+
+
+@pytest.mark.parametrize(
+    ("content", "headers", "status"),
+    [
+        (
+            b'{"model": "m", "prompt": "x"}',
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            415,
+        ),  # curl -d
+        (b'{"model": "m", "prompt": "x"}', {}, 415),
+        (b"", {}, 415),
+        (b"{not json", {}, 400),  # FastAPI's JSON decoding of an untyped body comes first
+        (b"{not json", {"Content-Type": "text/plain"}, 415),
+        (b'{"model": "m", "prompt": "x"}', {"Content-Type": "Application/JSON; charset=utf-8"}, 200),
+    ],
+)
+async def test_completion_routes_take_only_json(server_for, content, headers, status):
+    _, url = await server_for(["--model", "m"])
+    async with httpx.AsyncClient() as client:
+        response = await client.post(f"{url}/v1/completions", content=content, headers=headers)
+    assert response.status_code == status
+    if status == 415:
+        assert response.json() == {"detail": "Unsupported Media Type: Only 'application/json' is allowed"}

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from sandbox.dataplane.metrics import gauge_value, parse_samples
+from sandbox.dataplane.metrics import LoraInfo, gauge_value, latest_lora_info, parse_samples
 from sandbox.dataplane.picker import (
     HASH_BLOCK_SIZE,
     Endpoint,
@@ -105,3 +105,18 @@ def test_parsing_a_vllm_metrics_page():
     assert gauge_value(page, "vllm:kv_cache_usage_perc") is None
     success = [s for s in parse_samples(page) if s.name == "vllm:request_success_total"]
     assert success[0].labels == {"finished_reason": "stop", "model_name": 'a "quoted" name'}
+
+
+def test_reading_lora_requests_info_as_the_epp_does():
+    """The newest series that names an adapter wins; series with neither label set are skipped."""
+    page = (
+        "# HELP vllm:lora_requests_info Running stats on lora requests.\n"
+        "# TYPE vllm:lora_requests_info gauge\n"
+        'vllm:lora_requests_info{max_lora="2",waiting_lora_adapters="b",running_lora_adapters="a"} 1700000001.5\n'
+        'vllm:lora_requests_info{max_lora="2",waiting_lora_adapters="",running_lora_adapters="a,c"} 1700000002.0\n'
+        'vllm:lora_requests_info{max_lora="2",waiting_lora_adapters="",running_lora_adapters=""} 1700000009.0\n'
+    )
+    assert latest_lora_info(page) == LoraInfo(running=("a", "c"), waiting=(), max_loras=2)
+    empty_only = page.splitlines()[:2] + [page.splitlines()[-1]]
+    assert latest_lora_info("\n".join(empty_only)) is None
+    assert latest_lora_info("") is None

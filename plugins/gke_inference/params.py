@@ -179,6 +179,19 @@ def build_params() -> dict[str, Param]:
             maxLength=128,
             pattern=HF_MODEL_ID,
         ),
+        "max_model_len": Param(
+            8192,
+            description="vLLM --max-model-len: the longest prompt plus reply one request may have. vLLM "
+            "refuses to start when one request of this length does not fit the KV cache the GPUs leave "
+            "after the weights, so the run checks it against gpu_type and gpu_count before creating "
+            "anything (for the models it knows: Llama 3.1 8B and 70B; other models are not checked). "
+            "Llama 3.1 8B on one L4 fits about 29000 tokens; its full 131072 needs 2 L4s or an A100.",
+            title="Max model length (tokens)",
+            section=MODEL,
+            type="integer",
+            minimum=256,
+            maximum=131072,
+        ),
         "model_app_label": _name(
             "vllm-llama3-1-8b-instruct",
             "Model app label",

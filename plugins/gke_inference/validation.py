@@ -6,6 +6,8 @@ import ipaddress
 from collections.abc import Mapping
 from itertools import combinations
 
+from gke_inference.gpus import MODELS, allowed_gpu_counts, kv_cache_fit
+
 # Google's minimum sizes for the ranges the tutorial creates.
 SMALLEST_PREFIX = {
     "subnet_range": 29,
@@ -26,7 +28,7 @@ class InvalidParams(ValueError):
 
 
 def validate_params(params: Mapping) -> None:
-    problems = _range_problems(params) + _name_problems(params)
+    problems = _range_problems(params) + _name_problems(params) + _gpu_problems(params)
     if problems:
         raise InvalidParams("Invalid params (nothing was created):\n- " + "\n- ".join(problems))
 
@@ -67,6 +69,27 @@ def _name_problems(params: Mapping) -> list[str]:
             "pool_name must differ from model_app_label (the Endpoint Picker's objects derive from it)"
         )
     return problems
+
+
+def _gpu_problems(params: Mapping) -> list[str]:
+    """GPU counts GKE Autopilot refuses, and a max_model_len whose KV cache vLLM cannot fit."""
+    gpu_type, gpu_count = params["gpu_type"], params["gpu_count"]
+    allowed = allowed_gpu_counts(gpu_type)
+    if gpu_count not in allowed:
+        return [
+            f"gpu_count: GKE Autopilot offers {gpu_type} only in counts of "
+            f"{', '.join(map(str, allowed))} per pod, got {gpu_count}"
+        ]
+    model = MODELS.get(params["model_name"])
+    if model is None:
+        return []  # a model without a known shape is not checked (see the max_model_len param)
+    fit = kv_cache_fit(model, gpu_type, gpu_count, params["max_model_len"])
+    if fit.fits:
+        return []
+    return [
+        f"max_model_len: {fit.describe()}; vLLM would exit at start-up on every pod. Lower "
+        "max_model_len or use more or bigger GPUs (gpu_count, gpu_type)"
+    ]
 
 
 def effective_mode(requested_mode: str, run_type: str | None) -> str:

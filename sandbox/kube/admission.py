@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import json
 import re
 from typing import Any
 
+from sandbox.kube.gpus import AUTOPILOT_GPU_CAPS, COMPUTE_CLASS_SELECTOR, GIB, gpu_for, parse_quantity
 from sandbox.kube.resources import ResourceType
-from sandbox.kube.status import invalid
+from sandbox.kube.status import KubeApiError, invalid
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
@@ -17,7 +19,7 @@ _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _SERVICE_RANGE = ipaddress.IPv4Network("10.8.0.0/20")
 
 
-def validate(resource_type: ResourceType, obj: dict[str, Any]) -> None:
+def validate(resource_type: ResourceType, obj: dict[str, Any], store: Any = None) -> None:
     metadata = obj.get("metadata") or {}
     # With only generateName, the store appends 5 characters; check the name it would produce.
     name = metadata.get("name") or (metadata.get("generateName", "") + "xxxxx")
@@ -45,6 +47,86 @@ def validate(resource_type: ResourceType, obj: dict[str, Any]) -> None:
     problem = _KIND_CHECKS.get((resource_type.api_version, resource_type.kind), lambda _: "")(obj)
     if problem:
         raise invalid(resource_type.plural, name, group, problem)
+    if store is not None:
+        _autopilot_gpu_rules(resource_type, obj, name, store)
+
+
+# -- GKE Autopilot's admission webhook (GKE Warden) for GPU workloads ----------------------------------
+
+WARDEN_WEBHOOK = "warden-validating.common-webhooks.networking.gke.io"
+_POD_SPEC_PATHS = {
+    ("v1", "Pod"): ("spec",),
+    ("apps/v1", "Deployment"): ("spec", "template", "spec"),
+    ("apps/v1", "ReplicaSet"): ("spec", "template", "spec"),
+}
+_CAPPED_RESOURCES = (("cpu", "cpu"), ("memory", "memory"), ("ephemeral-storage", "ephemeral_storage"))
+
+
+def _autopilot_gpu_rules(resource_type: ResourceType, obj: dict[str, Any], name: str, store: Any) -> None:
+    """Warden refuses a Pod, or a workload whose pod template, asks for a GPU count the type does not
+    come in on Autopilot, or more CPU, memory or ephemeral storage than that count allows
+    (https://cloud.google.com/kubernetes-engine/docs/concepts/autopilot-resource-requests). It
+    validates workloads too, so a Deployment is refused at once rather than its pods later (Warden
+    refusing Deployments: GoogleCloudPlatform/k8s-stackdriver#1079, livekit/livekit-helm#147)."""
+    path = _POD_SPEC_PATHS.get((resource_type.api_version, resource_type.kind))
+    if path is None:
+        return
+    spec: Any = obj
+    for key in path:
+        spec = (spec or {}).get(key) if isinstance(spec, dict) else None
+    if not isinstance(spec, dict):
+        return
+    class_name = (spec.get("nodeSelector") or {}).get(COMPUTE_CLASS_SELECTOR)
+    compute_class = store.get("cloud.google.com/v1", "ComputeClass", None, class_name) if class_name else None
+    gpu = gpu_for(spec, compute_class)
+    caps_by_count = AUTOPILOT_GPU_CAPS.get(gpu.type, {}) if gpu else {}
+    if gpu is None or not caps_by_count:
+        return  # no GPU, or a type the twin has no table for
+    caps = caps_by_count.get(gpu.count)
+    if caps is None:
+        counts = " ".join(str(count) for count in sorted(caps_by_count))
+        # The constraint's name is Warden's; this sentence is the twin's (no published example).
+        raise _warden_denial(
+            "autogke-gpu-limitation",
+            [
+                f"GPU count '{gpu.count}' is not supported for accelerator type '{gpu.type}' in Autopilot. "
+                f"Supported counts: [{counts}]."
+            ],
+        )
+    violations = []
+    for resource, field in _CAPPED_RESOURCES:
+        total = sum(_request(container, resource) for container in spec.get("containers") or [])
+        cap = getattr(caps, field)
+        if total > cap:
+            shown = f"{cap}" if resource == "cpu" else f"{cap // GIB}Gi"
+            violations.append(
+                f"Total {resource} requested by containers for workload '{name}' is higher than the "
+                f"Autopilot maximum of '{shown}'."
+            )
+    if violations:
+        raise _warden_denial("autogke-pod-limit-constraints", violations)
+
+
+def _request(container: dict[str, Any], resource: str) -> Any:
+    resources = container.get("resources") or {}
+    value = (resources.get("requests") or {}).get(resource, (resources.get("limits") or {}).get(resource))
+    return parse_quantity(value) if value is not None else 0
+
+
+def _warden_denial(constraint: str, violations: list[str]) -> KubeApiError:
+    """As the API server relays a Warden refusal, e.g. (argoproj/argo-workflows#13073):
+    admission webhook "warden-validating.common-webhooks.networking.gke.io" denied the request: GKE
+    Warden rejected the request because it violates one or more constraints.<newline>Violations details:
+    {"[denied by autogke-pod-limit-constraints]":["Total cpu requested by containers for workload
+    '...' is higher than the Autopilot maximum of '11'."]}. kubectl shows the reason as "GKE Warden
+    constraints violations" (GoogleCloudPlatform/ai-on-gke#983); the 403 code is the twin's choice."""
+    details = json.dumps({f"[denied by {constraint}]": violations}, separators=(",", ":"))
+    return KubeApiError(
+        403,
+        "GKE Warden constraints violations",
+        f'admission webhook "{WARDEN_WEBHOOK}" denied the request: GKE Warden rejected the request '
+        f"because it violates one or more constraints.\nViolations details: {details}",
+    )
 
 
 def _pod_spec_problem(spec: Any, where: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sandbox.dataplane.podspec import model_server_spec
 from sandbox.kube.modelservers import served_model
 from sandbox.kube.status import KubeApiError, bad_request
 
@@ -50,7 +51,7 @@ def pod_log(pod: dict[str, Any], container_name: str | None, previous: bool, tai
     elif "running" in state:
         lines = _startup_lines(container, state["running"].get("startedAt", ""))
         if status.get("ready"):
-            lines += _serving_lines(container)
+            lines += _serving_lines(container, pod)
     else:
         reason = waiting.get("reason") or "ContainerCreating"
         raise KubeApiError(
@@ -74,12 +75,27 @@ def _startup_lines(container: dict[str, Any], started_at: str) -> list[str]:
     ]
 
 
-def _serving_lines(container: dict[str, Any]) -> list[str]:
+def _serving_lines(container: dict[str, Any], pod: dict[str, Any]) -> list[str]:
     if not served_model(container):
         return []
     port = next((p.get("containerPort") for p in container.get("ports") or []), 8000)
+    try:
+        spec = model_server_spec(pod)
+    except ValueError:  # args vLLM would refuse; the data plane skips such pods too
+        spec = None
+    # The KV-cache lines vLLM's V1 engine logs once sized (vllm/v1/core/kv_cache_utils.py).
+    kv_cache = (
+        [
+            f"INFO kv_cache_utils.py: GPU KV cache size: {spec.kv_cache_tokens:,} tokens",
+            f"INFO kv_cache_utils.py: Maximum concurrency for {spec.max_model_len:,} tokens per request: "
+            f"{spec.kv_cache_tokens / spec.max_model_len:.2f}x",
+        ]
+        if spec
+        else []
+    )
     return [
         "INFO model_runner.py: Loading model weights took 15.0 GiB (simulated)",
+        *kv_cache,
         "INFO:     Application startup complete.",
         f"INFO:     Uvicorn running on http://0.0.0.0:{port} (Press CTRL+C to quit)",
     ]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from kubernetes.utils import parse_quantity
 
 from gke_inference import manifests
+from gke_inference.gpus import AUTOPILOT_GPU_CAPS, GIB
 from gke_inference.manifests import ManifestError, kv_cache_metric_for, render
 from gke_inference.operators.kubernetes import CRD_SETS, WORKLOAD_MANIFESTS
 from gke_inference.ownership import K8S_LABELS
@@ -189,8 +191,25 @@ def test_vllm_deployment(params):
     assert token_env["valueFrom"]["secretKeyRef"] == {"name": "hf-token", "key": "token"}
     assert main["resources"]["limits"]["nvidia.com/gpu"] == params["gpu_count"]
     assert flag(main["args"], "--tensor-parallel-size") == str(params["gpu_count"])
+    assert flag(main["args"], "--max-model-len") == str(params["max_model_len"])
+    assert main["terminationMessagePolicy"] == "FallbackToLogsOnError"
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
         assert main[probe]["httpGet"]["path"] == "/health"
+
+
+@pytest.mark.parametrize(
+    "gpu_type, gpu_count", [(t, n) for t, caps in AUTOPILOT_GPU_CAPS.items() for n in caps if n <= 8]
+)
+def test_vllm_requests_stay_within_autopilot_caps_for_every_gpu_choice(gpu_type, gpu_count):
+    params = {**DEFAULTS, "gpu_type": gpu_type, "gpu_count": gpu_count}
+    requests = container(one(render("vllm-llama3-1-8b-instruct.yaml", params), "Deployment"))["resources"][
+        "requests"
+    ]
+    caps = AUTOPILOT_GPU_CAPS[gpu_type][gpu_count]
+    assert parse_quantity(requests["cpu"]) <= caps.cpu
+    assert parse_quantity(requests["memory"]) <= caps.memory_gib * GIB
+    assert parse_quantity(requests["ephemeral-storage"]) <= caps.ephemeral_storage_gib * GIB
+    assert requests["nvidia.com/gpu"] == gpu_count
 
 
 def test_compute_class_priorities_follow_the_params():

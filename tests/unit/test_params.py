@@ -48,6 +48,9 @@ def test_every_param_has_a_title_a_description_and_a_section():
         ("project_id", "UPPER-case-1"),
         ("gateway_port", 70000),
         ("use_existing_network", "yes"),
+        ("max_model_len", 0),
+        ("max_model_len", 10**6),
+        ("max_model_len", "long"),
     ],
 )
 def test_single_field_rules_refuse_bad_values(key, value):
@@ -65,6 +68,11 @@ def test_single_field_rules_refuse_bad_values(key, value):
         ({"pods_range": "10.4.0.0/24"}, "/21 or larger"),
         ({"wrong_model_name": "meta-llama/Llama-3.1-8B-Instruct"}, "wrong_model_name"),
         ({"services_range_name": "pods-range"}, "must differ"),
+        ({"gpu_count": 3}, "nvidia-l4 only in counts of 1, 2, 4, 8 per pod, got 3"),
+        ({"gpu_type": "nvidia-h200-141gb"}, "counts of 8 per pod, got 1"),
+        ({"max_model_len": 131072}, "max_model_len 131072 needs 16.0 GiB of KV cache; nvidia-l4 x1"),
+        ({"max_model_len": 131072}, "Lower max_model_len or use more or bigger GPUs"),
+        ({"model_name": "meta-llama/Llama-3.1-70B-Instruct"}, "after 131.4 GiB of weights"),
     ],
 )
 def test_cross_field_rules_refuse_inconsistent_sets(overrides, message):
@@ -76,3 +84,23 @@ def test_scheduled_runs_rebuild_and_manual_runs_do_what_they_ask():
     assert effective_mode("ensure", "scheduled") == "rebuild"
     assert effective_mode("ensure", "manual") == "ensure"
     assert effective_mode("teardown", "manual") == "teardown"
+
+
+def test_the_default_max_model_len_fits_the_default_gpu():
+    defaults = resolved()
+    assert (defaults["max_model_len"], defaults["gpu_type"], defaults["gpu_count"]) == (8192, "nvidia-l4", 1)
+    validate_params(defaults)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"max_model_len": 131072, "gpu_count": 2},
+        {"max_model_len": 131072, "gpu_type": "nvidia-tesla-a100"},
+        {"max_model_len": 131072, "gpu_type": "nvidia-h200-141gb", "gpu_count": 8},
+        # A model the DAG has no shape for is not checked: vLLM decides on the cluster.
+        {"max_model_len": 131072, "model_name": "Qwen/Qwen2.5-7B-Instruct"},
+    ],
+)
+def test_gpu_sets_that_fit_are_accepted(overrides):
+    validate_params(resolved(**overrides))

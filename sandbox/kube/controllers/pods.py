@@ -5,8 +5,10 @@ Timeline of a healthy pod (durations from the sandbox profile):
           -> (model_load for model servers, pod_scheduling for others) -> Ready.
 Failure modes, as on GKE: a missing ComputeClass keeps it Unschedulable; a missing Secret or key
 gives CreateContainerConfigError (a missing ConfigMap or Secret volume keeps it ContainerCreating);
-an empty Hugging Face token, or none for a gated model, makes vLLM exit (CrashLoopBackOff);
-the "pods_never_ready" behaviour keeps the readiness probe failing.
+an empty Hugging Face token, or none for a gated model, makes vLLM exit (CrashLoopBackOff), and so
+does a --max-model-len whose KV cache does not fit the GPUs the pod was scheduled on (vLLM's own
+check, after the weights are loaded); the "pods_never_ready" behaviour keeps the readiness probe
+failing.
 """
 
 from __future__ import annotations
@@ -16,9 +18,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbox.dataplane.podspec import engine_startup_error
 from sandbox.kube.controllers.base import Controller
 from sandbox.kube.controllers.conditions import condition
 from sandbox.kube.controllers.events import EventRecorder
+from sandbox.kube.gpus import (
+    NODE_ACCELERATOR_ANNOTATION,
+    NODE_ACCELERATOR_COUNT_ANNOTATION,
+    PodGpu,
+    gpu_for,
+)
 from sandbox.kube.modelservers import (
     GATED_MODEL_PREFIXES,
     HF_TOKEN_FAILURE,
@@ -49,6 +58,7 @@ class PodProgress:
     restarts: int = 0
     next_restart_at: float | None = None
     last_exit: str = ""
+    exit_message: str = ""  # what the container prints before it exits, when it crash-loops
     seen_at: float = field(default_factory=time.monotonic)
 
 
@@ -64,6 +74,7 @@ class PodController(Controller):
         super().__init__(cluster)
         self._progress: dict[str, PodProgress] = {}
         self.events = EventRecorder(self.store, "kubelet")
+        self.autoscaler_events = EventRecorder(self.store, "cluster-autoscaler")
 
     def forget(self, pod: dict[str, Any]) -> None:
         self._progress.pop(pod["metadata"]["uid"], None)
@@ -98,8 +109,14 @@ class PodController(Controller):
             )
             self.events.record(pod, "Warning", "FailedScheduling", blocker)
             return  # a ComputeClass event brings it back
+        gpu = gpu_for(pod.get("spec") or {}, self._compute_class(pod))
+        if gpu and not _zones_offering(self.cluster.region, gpu.type):
+            self._no_scale_up(pod, gpu)
+            return  # no zone of the region will ever offer it
         progress.scheduled_at = time.monotonic()
         progress.node_name = f"gk3-{self.cluster.name}-nap-{random_suffix(8)}"[:63]
+        if gpu:
+            pod = self._record_node_gpu(pod, gpu)
         progress.pod_ip = self.cluster.sandbox.addresses.allocate()
         where = f"{pod['metadata'].get('namespace')}/{pod['metadata']['name']}"
         self.events.record(
@@ -128,7 +145,12 @@ class PodController(Controller):
         for container in _containers(pod):
             name = container["name"]
             self.events.record(pod, "Normal", "Started", f"Started container {name}", about=name)
+        # vLLM downloads the weights first (a refused token ends it there), then sizes its KV cache.
         if self._hf_token_missing(pod, environment):
+            progress.exit_message = HF_TOKEN_FAILURE
+        elif is_model_server(pod):
+            progress.exit_message = engine_startup_error(pod)
+        if progress.exit_message:
             progress.next_restart_at = progress.started_at + self._startup_seconds(pod)
         self._run_containers(pod, progress)
 
@@ -159,7 +181,8 @@ class PodController(Controller):
         self._write_scheduled(pod, progress, "Running", statuses, ready=ready, reason=reason)
 
     def _crash_loop(self, pod: dict[str, Any], progress: PodProgress, now: float) -> None:
-        """vLLM exits when the Hub refuses the download; kubelet restarts it with growing back-off."""
+        """vLLM exits (the Hub refuses the download, or the KV cache does not fit); kubelet restarts
+        it with growing back-off."""
         assert progress.next_restart_at is not None
         if now < progress.next_restart_at and progress.restarts == 0:
             started_at = self._started_timestamp(pod)
@@ -177,13 +200,53 @@ class PodController(Controller):
                     name = container["name"]
                     message = f"Back-off restarting failed container {name} in pod {pod['metadata']['name']}"
                     self.events.record(pod, "Warning", "BackOff", message, again=True, about=name)
-            statuses = [_crash_looping(c, progress.restarts, progress.last_exit) for c in _containers(pod)]
+            statuses = [
+                _crash_looping(c, progress.restarts, progress.last_exit, progress.exit_message)
+                for c in _containers(pod)
+            ]
             self._write_scheduled(
                 pod, progress, "Running", statuses, ready=False, reason="ContainersNotReady"
             )
         self.reconcile_later(progress.next_restart_at - now, pod)
 
     # -- checks --------------------------------------------------------------------------------
+
+    def _no_scale_up(self, pod: dict[str, Any], gpu: PodGpu) -> None:
+        """GKE finds no zone of the cluster's region offering the accelerator: node auto-provisioning
+        creates no node, the pod stays Pending, and the cluster autoscaler says it did not scale up
+        ("pod didn't trigger scale-up (it wouldn't fit if a new node is added)", its NotTriggerScaleUp
+        event: kubernetes/autoscaler#1470; GKE's noScaleUp reasons:
+        https://cloud.google.com/kubernetes-engine/docs/how-to/cluster-autoscaler-visibility).
+        The scheduler's condition message is the twin's wording."""
+        region = self.cluster.region
+        message = (
+            f"0/0 nodes are available: Pod requests {gpu.count} x {gpu.type} GPU but no zone of region "
+            f"{region} offers {gpu.type}; GKE cannot create nodes for it. preemption: 0/0 nodes are available."
+        )
+        condition_ = condition(self._conditions(pod), "PodScheduled", False, "Unschedulable", message)
+        self._write(pod, {"phase": "Pending", "conditions": [condition_]})
+        self.events.record(pod, "Warning", "FailedScheduling", message)
+        self.autoscaler_events.record(
+            pod,
+            "Normal",
+            "NotTriggerScaleUp",
+            "pod didn't trigger scale-up (it wouldn't fit if a new node is added)",
+        )
+
+    def _compute_class(self, pod: dict[str, Any]) -> dict[str, Any] | None:
+        wanted = ((pod.get("spec") or {}).get("nodeSelector") or {}).get(COMPUTE_CLASS_SELECTOR)
+        return self.store.get(*COMPUTE_CLASS, None, wanted) if wanted else None
+
+    def _record_node_gpu(self, pod: dict[str, Any], gpu: PodGpu) -> dict[str, Any]:
+        """The node GKE creates for the pod carries its GPU as labels; the twin has no Node objects,
+        so the pod carries them (see sandbox/kube/gpus.py) for the engine and the data plane."""
+        metadata = {k: v for k, v in pod["metadata"].items() if k != "resourceVersion"}
+        metadata["annotations"] = {
+            **(metadata.get("annotations") or {}),
+            NODE_ACCELERATOR_ANNOTATION: gpu.type,
+            NODE_ACCELERATOR_COUNT_ANNOTATION: str(gpu.count),
+        }
+        return self.store.replace({**pod, "metadata": metadata})
 
     def _unschedulable_because(self, pod: dict[str, Any]) -> str:
         wanted = ((pod.get("spec") or {}).get("nodeSelector") or {}).get(COMPUTE_CLASS_SELECTOR)
@@ -322,6 +385,17 @@ class PodController(Controller):
         return (pod.get("status") or {}).get("startTime") or ""
 
 
+def _zones_offering(region: str, accelerator: str) -> list[str]:
+    """The zones of `region` that offer `accelerator`, from the Compute twin's accelerator table
+    (sandbox/gcp/accelerators.py, which also serves Compute's acceleratorTypes). Until that table
+    exists every accelerator counts as offered."""
+    try:
+        from sandbox.gcp.accelerators import zones_offering  # noqa: PLC0415 -- the table lives with Compute
+    except ImportError:
+        return [f"{region}-a"]
+    return zones_offering(region, accelerator)
+
+
 def _containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
     return (pod.get("spec") or {}).get("containers") or []
 
@@ -356,7 +430,9 @@ def _running(container: dict[str, Any], started_at: str, *, ready: bool, restart
     }
 
 
-def _crash_looping(container: dict[str, Any], restarts: int, finished_at: str) -> dict[str, Any]:
+def _crash_looping(
+    container: dict[str, Any], restarts: int, finished_at: str, message: str
+) -> dict[str, Any]:
     return {
         **_base_status(container, restarts),
         "ready": False,
@@ -371,7 +447,7 @@ def _crash_looping(container: dict[str, Any], restarts: int, finished_at: str) -
             "terminated": {
                 "exitCode": 1,
                 "reason": "Error",
-                "message": HF_TOKEN_FAILURE,
+                "message": message,
                 "finishedAt": finished_at,
             }
         },

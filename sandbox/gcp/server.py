@@ -8,6 +8,7 @@ from aiohttp import web
 
 from sandbox.core.auth import bearer_token, token_handler
 from sandbox.core.faults import fault_middleware
+from sandbox.gcp.accelerators import AcceleratorTypesApi
 from sandbox.gcp.compute import ComputeApi
 from sandbox.gcp.container import ContainerApi
 from sandbox.gcp.errors import gcp_error_middleware, unauthenticated
@@ -47,6 +48,12 @@ def build_gcp_app(sandbox: Any, runner: OperationRunner) -> web.Application:
         middlewares=[faults, gcp_error_middleware, authenticate], client_max_size=4 * 1024**2
     )
     app.router.add_post(TOKEN_PATH, token_handler(sandbox.tokens))
-    for api in (ServiceUsageApi(sandbox, runner), ComputeApi(sandbox, runner), ContainerApi(sandbox, runner)):
+    compute = ComputeApi(sandbox, runner)
+    for api in (
+        ServiceUsageApi(sandbox, runner),
+        compute,
+        AcceleratorTypesApi(compute),
+        ContainerApi(sandbox, runner),
+    ):
         app.router.add_routes(api.routes())
     return app

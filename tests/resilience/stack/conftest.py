@@ -121,8 +121,10 @@ def hf_canary() -> str:
 @pytest.fixture(scope="package")
 def airflow_stack(sandbox, hf_canary, tmp_path_factory) -> Iterator[AirflowStack]:
     connections = airflow_connection_env(sandbox.info)
+    # The canary is a token the twin's Hub knows, with access to the gated model (the pre-flight asks).
+    sandbox.run(sandbox.sandbox.hub.add_token, hf_canary)
     connections["AIRFLOW_CONN_HUGGINGFACE_DEFAULT"] = json.dumps(
-        {"conn_type": "generic", "password": hf_canary}
+        {"conn_type": "generic", "password": hf_canary, "extra": {"endpoint": sandbox.info["hf_endpoint"]}}
     )
     env = {
         **connections,

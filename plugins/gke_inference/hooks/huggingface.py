@@ -1,0 +1,98 @@
+"""Hugging Face Hub: may the connection's token read a model's files?
+
+``HfApi.model_info`` answers 200 for a gated model whether or not the token was granted access
+(only the files are gated), so the check is ``HfApi.auth_check`` (GET /api/models/{id}/auth-check),
+which the Hub answers 403 GatedRepo until the access request is accepted.
+
+The connection's password is the token; its optional extra ``endpoint`` points the client at
+another Hub (e.g. a local twin), as ``api_endpoint`` does for the Google hooks. Errors raised here
+name the connection and the model, never the token.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowNotFoundException
+from airflow.sdk.log import mask_secret
+
+from gke_inference.hooks._errors import InvalidInputError
+
+HUB_URL = "https://huggingface.co"
+# The Hub's X-Error-Message for a token it does not know (huggingface_hub/utils/_http.py).
+INVALID_TOKEN_MESSAGE = "Invalid credentials in Authorization header"
+
+
+class HubTokenError(InvalidInputError):
+    """The token cannot read the model: fixing the connection or the access request is needed."""
+
+
+class HuggingFaceHubHook(BaseHook):
+    """Check a token's read access to a model on the Hugging Face Hub."""
+
+    conn_name_attr = "hf_conn_id"
+    default_conn_name = "huggingface_default"
+    conn_type = "generic"
+    hook_name = "Hugging Face Hub"
+
+    def __init__(self, hf_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.hf_conn_id = hf_conn_id
+
+    def token_and_endpoint(self) -> tuple[str, str | None]:
+        try:
+            connection = self.get_connection(self.hf_conn_id)
+        except AirflowNotFoundException:
+            raise HubTokenError(
+                f"Airflow connection {self.hf_conn_id!r} does not exist; create it with a Hugging Face "
+                "token as its password (tutorial 3.2)"
+            ) from None
+        token = (connection.password or "").strip()
+        if not token:
+            raise HubTokenError(
+                f"Airflow connection {self.hf_conn_id!r} has no password; set it to a Hugging Face token "
+                "with access to the model (tutorial 3.2)"
+            )
+        mask_secret(token)
+        endpoint = (connection.extra_dejson or {}).get("endpoint") or None
+        return token, endpoint
+
+    def check_read_access(self, model: str) -> None:
+        """Return when the token may download ``model``; raise ``HubTokenError`` when it may not
+        (bad token, gated model without access, no such model). Anything else (5xx, 429, a reset)
+        propagates for a retry."""
+        from huggingface_hub import HfApi, constants
+        from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+
+        token, endpoint = self.token_and_endpoint()
+        # Talk to the configured endpoint only: with telemetry on, huggingface_hub first fetches an
+        # "agent harnesses" list from huggingface.co (or HF_ENDPOINT) whatever the HfApi endpoint
+        # (huggingface_hub/utils/_detect_agent.py). Same switch as the HF_HUB_DISABLE_TELEMETRY variable.
+        constants.HF_HUB_DISABLE_TELEMETRY = True
+        try:
+            HfApi(endpoint=endpoint, token=token).auth_check(model)
+        except GatedRepoError as exc:
+            raise HubTokenError(
+                f"The token of connection {self.hf_conn_id!r} has no access to the gated model {model!r} "
+                f"(HTTP {exc.response.status_code}): request access on {HUB_URL}/{model} with the token's "
+                "account and wait for it to be granted"
+            ) from None
+        except RepositoryNotFoundError as exc:
+            raise HubTokenError(
+                f"The Hugging Face Hub has no model {model!r} readable with the token of connection "
+                f"{self.hf_conn_id!r} (HTTP {exc.response.status_code}); check the model_name param"
+            ) from None
+        except HfHubHTTPError as exc:
+            if exc.response.status_code == 401:
+                raise HubTokenError(
+                    f"The Hugging Face Hub refused the token of connection {self.hf_conn_id!r} (HTTP 401: "
+                    f"{exc.response.headers.get('X-Error-Message') or 'unauthorized'}); set a valid token "
+                    "as its password"
+                ) from None
+            if exc.response.status_code in (400, 403, 404):
+                raise HubTokenError(
+                    f"The Hugging Face Hub refused to check {model!r} for connection {self.hf_conn_id!r} "
+                    f"(HTTP {exc.response.status_code}: {exc.response.headers.get('X-Error-Message') or ''})"
+                ) from None
+            raise

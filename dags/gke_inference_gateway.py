@@ -32,6 +32,7 @@ from gke_inference.operators.kubernetes import (
     InstallCrdsOperator,
 )
 from gke_inference.operators.plan import ChooseModeOperator, PlanRunOperator, is_rebuild
+from gke_inference.operators.preflight import PreflightOperator
 from gke_inference.operators.project_network import (
     EnableApisOperator,
     EnsureNetworkOperator,
@@ -42,10 +43,12 @@ from gke_inference.operators.teardown_gcp import (
     DeleteClusterOperator,
     DeleteNetworkOperator,
     DeleteSubnetworkOperator,
+    SweepGatewayLoadBalancerOperator,
 )
 from gke_inference.params import build_params
 from gke_inference.sensors.cluster import ClusterRunningSensor
 from gke_inference.sensors.kubernetes import GatewayAddressSensor, PodsReadySensor
+from gke_inference.sensors.teardown import GatewayReleasedSensor
 from gke_inference.timing import record_timing
 
 # Read at parse time from the environment, never from the metadata DB: "none" disables the schedule.
@@ -57,6 +60,14 @@ MODE = "{{ ti.xcom_pull(task_ids='plan_run', key='mode') }}"
 GCP = {"project_id": PROJECT, "gcp_conn_id": "{{ params.gcp_conn_id }}"}
 REGIONAL = {**GCP, "region": "{{ params.region }}"}
 CLUSTER = {**GCP, "location": "{{ params.region }}", "cluster_name": "{{ params.cluster_name }}"}
+PREFLIGHT = {
+    **REGIONAL,
+    "mode": MODE,
+    "gpu_type": "{{ params.gpu_type }}",
+    "gpu_count": "{{ params.gpu_count }}",
+    "model_name": "{{ params.model_name }}",
+    "execution_timeout": timedelta(minutes=5),
+}
 GATEWAY = {
     "gateway_address": "{{ ti.xcom_pull(task_ids='verify.wait_gateway_address') }}",
     "port": "{{ params.gateway_port }}",
@@ -83,6 +94,7 @@ with DAG(
     tags=["gke", "inference-gateway", "vllm"],
 ) as dag:
     plan_run = PlanRunOperator(task_id="plan_run")
+    preflight = PreflightOperator(task_id="preflight", **PREFLIGHT, hf_conn_id="{{ params.hf_conn_id }}")
     choose_mode = ChooseModeOperator(
         task_id="choose_mode", build_task_id="build", teardown_task_id="teardown.delete_workloads"
     )
@@ -90,7 +102,24 @@ with DAG(
 
     with TaskGroup("teardown") as teardown:
         delete_workloads = DeleteManifestsOperator(task_id="delete_workloads", **CLUSTER)
+        # GKE removes the Gateway's load balancer over minutes; the cluster must outlive that.
+        wait_gateway_released = GatewayReleasedSensor(
+            task_id="wait_gateway_released",
+            **CLUSTER,
+            namespace="{{ params.namespace }}",
+            gateway_name="{{ params.gateway_name }}",
+            network_name="{{ params.network_name }}",
+            wait_timeout=1800,
+        )
         delete_cluster = DeleteClusterOperator(task_id="delete_cluster", **CLUSTER)
+        sweep_load_balancer = SweepGatewayLoadBalancerOperator(
+            task_id="sweep_load_balancer",
+            **REGIONAL,
+            network_name="{{ params.network_name }}",
+            subnetwork_names=["{{ params.subnet_name }}", "{{ params.proxy_subnet_name }}"],
+            namespace="{{ params.namespace }}",
+            gateway_name="{{ params.gateway_name }}",
+        )
         delete_proxy_subnet = DeleteSubnetworkOperator(
             task_id="delete_proxy_subnet",
             **REGIONAL,
@@ -106,7 +135,8 @@ with DAG(
             **GCP,
             network_name="{{ params.network_name }}",
         )
-        delete_workloads >> delete_cluster >> [delete_proxy_subnet, delete_node_subnet] >> delete_network
+        delete_workloads >> wait_gateway_released >> delete_cluster >> sweep_load_balancer
+        sweep_load_balancer >> [delete_proxy_subnet, delete_node_subnet] >> delete_network
 
     rebuild_after_teardown = ShortCircuitOperator(
         task_id="rebuild_after_teardown",
@@ -148,7 +178,11 @@ with DAG(
             purpose="REGIONAL_MANAGED_PROXY",
             role="ACTIVE",
         )
-        enable_apis >> ensure_network >> [ensure_node_subnet, ensure_proxy_subnet]
+        # On a new project Compute is only enabled now: the pre-flight's GPU question is asked again.
+        check_gpu_zones = PreflightOperator(
+            task_id="check_gpu_zones", **PREFLIGHT, checks=["gpus"], compute_may_be_disabled=False
+        )
+        enable_apis >> check_gpu_zones >> ensure_network >> [ensure_node_subnet, ensure_proxy_subnet]
 
     with TaskGroup("cluster") as cluster:
         ensure_cluster = EnsureAutopilotClusterOperator(
@@ -261,7 +295,7 @@ with DAG(
 
     run_report = RunReportOperator(task_id="run_report", trigger_rule="none_failed_min_one_success")
 
-    plan_run >> choose_mode >> [build, delete_workloads]
+    plan_run >> preflight >> choose_mode >> [build, delete_workloads]
     teardown >> rebuild_after_teardown >> enable_apis
     build >> enable_apis
     ensure_node_subnet >> ensure_cluster

@@ -5,9 +5,21 @@ from __future__ import annotations
 TASK_DOCS: dict[str, tuple[str, str]] = {
     # task id: (what it does, the hand-run equivalent)
     "plan_run": (
-        "Checks the params as a whole (CIDR overlaps, distinct names) before anything is created, "
+        "Checks the params as a whole (CIDR overlaps, distinct names, a GPU count Autopilot offers, a "
+        "max_model_len whose KV cache fits the GPUs) before anything is created, "
         "resolves the project (param or the GCP connection's) and the mode (scheduled runs rebuild).",
         "export PROJECT_ID=... REGION=...   # tutorial 1.1",
+    ),
+    "preflight": (
+        "Before anything is created or torn down (a rebuild included), asks the live APIs, read-only: "
+        "does Compute list `gpu_type` in a zone of the region (`acceleratorTypes`), taking `gpu_count` "
+        "cards on one machine (`maximumCardsPerInstance`)? May the Hugging Face connection's token "
+        "read `model_name` (the Hub's auth-check: 401 bad token, 403 gated model not granted)? A no "
+        "fails the run at once; an unreachable API is retried. Teardown checks nothing. The Hub "
+        "endpoint can be overridden with the connection extra `endpoint`.",
+        'gcloud compute accelerator-types list --filter="name=nvidia-l4 AND zone~^${REGION}-"\n'
+        'curl -H "Authorization: Bearer ${HF_TOKEN}" '
+        "https://huggingface.co/api/models/meta-llama/Llama-3.1-8B-Instruct/auth-check",
     ),
     "choose_mode": ("`ensure` builds straight away; `rebuild` and `teardown` tear down first.", "-"),
     "build": ("Join point of the build path.", "-"),
@@ -16,9 +28,21 @@ TASK_DOCS: dict[str, tuple[str, str]] = {
         "their load-balancer resources before the cluster goes.",
         "kubectl delete -f body-routing.yaml -f gateway.yaml ...",
     ),
+    "teardown.wait_gateway_released": (
+        "Waits, deferred, until the deleted Gateway is gone: GKE keeps its finalizer while it removes "
+        "the load balancer (forwarding rule, proxy, URL map, backends, NEGs), which would otherwise "
+        "outlive the cluster and keep the subnets and the VPC in use.",
+        "kubectl wait --for=delete gateway/${GATEWAY_NAME} --timeout=30m",
+    ),
     "teardown.delete_cluster": (
         "Deletes the Autopilot cluster if it carries this DAG's label.",
         "gcloud container clusters delete ${CLUSTER_NAME} --region=${REGION}",
+    ),
+    "teardown.sweep_load_balancer": (
+        "Deletes what GKE built for this DAG's Gateway and left behind (cluster deleted first, or an "
+        "interrupted teardown): gkegw1-* resources named for its namespace and Gateway in this region "
+        "and VPC, and what they reference. Fails naming anything else that still uses the subnets or VPC.",
+        "gcloud compute forwarding-rules list --filter='name~^gkegw1-.*-${NAMESPACE}-${GATEWAY_NAME}-' ...",
     ),
     "teardown.delete_proxy_subnet": (
         "Deletes the proxy-only subnet if this DAG created it.",
@@ -36,6 +60,12 @@ TASK_DOCS: dict[str, tuple[str, str]] = {
     "project_network.enable_apis": (
         "Tutorial 1.2: enables the eight APIs the tutorial lists, only those still disabled.",
         "gcloud services enable compute.googleapis.com container.googleapis.com ...",
+    ),
+    "project_network.check_gpu_zones": (
+        "The pre-flight's GPU question asked again once Compute is enabled (a new project has it "
+        "disabled when `preflight` runs): does a zone of the region offer `gpu_type` with `gpu_count` "
+        "cards on one machine? Read-only, before the first create; a no fails the run at once.",
+        'gcloud compute accelerator-types list --filter="name=${GPU_TYPE} AND zone~^${REGION}-"',
     ),
     "project_network.ensure_network": (
         "Tutorial 1.3: custom-mode VPC with regional dynamic routing. In existing-network mode it "
@@ -72,7 +102,9 @@ TASK_DOCS: dict[str, tuple[str, str]] = {
         "gcloud container clusters describe ... --format='value(currentMasterVersion)'",
     ),
     "cluster.install_crds_objective_only": (
-        "Tutorial 2.2, GKE >= 1.34.0-gke.1626000: only the InferenceObjective CRD (v1.0.0).",
+        "Tutorial 2.2, GKE >= 1.34.0-gke.1626000: only the InferenceObjective CRD (v1.0.0); then "
+        "waits, deferred (up to 10 min), for the v1 InferencePool CRD that GKE installs itself some "
+        "time after the cluster is RUNNING.",
         "kubectl apply -f .../v1.0.0/config/crd/bases/inference.networking.x-k8s.io_inferenceobjectives.yaml",
     ),
     "cluster.install_crds_full_set": (
@@ -134,13 +166,13 @@ TASK_DOCS: dict[str, tuple[str, str]] = {
     ),
     "body_routing.check_right_model": (
         "Tutorial 5.1 step 3: the right model name is still accepted.",
-        'curl -i -X POST http://${GATEWAY_IP}/v1/chat/completions -d \'{"model": "meta-llama/Llama-3.1-8B-Instruct", ...}\'',
+        'curl -i -X POST http://${GATEWAY_IP}/v1/chat/completions -H "Content-Type: application/json" -d \'{"model": "meta-llama/Llama-3.1-8B-Instruct", ...}\'',
     ),
     "body_routing.check_wrong_model_rejected": (
         "Tutorial 5.1 step 3: a wrong model name is rejected by the Gateway itself (404, no route), "
         "not by vLLM. Runs after the right model passed, so the 404 proves the header route works. "
         "Fails if the request is accepted.",
-        'curl -i -X POST http://${GATEWAY_IP}/v1/chat/completions -d \'{"model": "meta-llama/Llama-3.1-10B-Instruct", ...}\'',
+        'curl -i -X POST http://${GATEWAY_IP}/v1/chat/completions -H "Content-Type: application/json" -d \'{"model": "meta-llama/Llama-3.1-10B-Instruct", ...}\'',
     ),
     "run_report": (
         "Writes the run report (sections and durations, gateway URL, the model's reply, the "

@@ -1,4 +1,5 @@
-"""Compute Engine v1: VPC networks, subnetworks, and global/regional operations."""
+"""Compute Engine v1: VPC networks, subnetworks, the Gateway load balancers' resources
+(sandbox.gcp.loadbalancers), and global/regional/zonal operations."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from aiohttp import web
 
 from sandbox.gcp import validation
 from sandbox.gcp.errors import GcpError, already_exists, bad_request, not_found
+from sandbox.gcp.loadbalancers import LoadBalancerApi, referrers, subnetwork_users
 from sandbox.gcp.operations import (
     Operation,
     OperationRunner,
@@ -40,7 +42,7 @@ class ComputeApi:
         self._sandbox = sandbox
         self._state: GcpState = sandbox.gcp
         self._runner = runner
-        self._operations: dict[tuple[str, str | None, str], Operation] = {}
+        self._operations: dict[tuple[str, str, str], Operation] = {}
         self._operations_by_request_id: dict[tuple[str, str], tuple[str | None, Operation]] = {}
         # Names and ranges claimed by inserts whose operations have not finished yet.
         self._pending_networks: set[tuple[str, str]] = set()
@@ -63,6 +65,9 @@ class ComputeApi:
             web.post(project + "/global/operations/{operation}/wait", self.wait_operation),
             web.get(project + "/regions/{region}/operations/{operation}", self.get_operation),
             web.post(project + "/regions/{region}/operations/{operation}/wait", self.wait_operation),
+            web.get(project + "/zones/{zone}/operations/{operation}", self.get_operation),
+            web.post(project + "/zones/{zone}/operations/{operation}/wait", self.wait_operation),
+            *LoadBalancerApi(self).routes(),
         ]
 
     def _mutation(self, action):
@@ -147,12 +152,16 @@ class ComputeApi:
     async def delete_network(self, request: web.Request, project: str) -> tuple[str | None, Operation]:
         network = self._network(project, request.match_info["network"])
         name = network["name"]
-        users = self._state.subnetworks_of(project, name)
+        users = [s["selfLink"] for s in self._state.subnetworks_of(project, name)]
+        users += referrers(self._state, project, network["selfLink"])
         if users:
+            # e.g. "The network resource '.../networks/ml-vpc-dev' is already being used by
+            # '.../firewalls/gkegw1-XXXX-l7-ml-vpc-dev-global'" (GoogleCloudPlatform accelerated-platforms,
+            # "Cleanup resources errors").
             raise GcpError(
                 400,
                 f"The network resource 'projects/{project}/global/networks/{name}' is already being used by "
-                f"'{users[0]['selfLink'].removeprefix(SELF_LINK_BASE)}'",
+                f"'{users[0].removeprefix(SELF_LINK_BASE)}'",
                 reason="resourceInUseByAnotherResource",
             )
 
@@ -230,6 +239,14 @@ class ComputeApi:
                     f"being used by GKE cluster '{cluster['name']}'",
                     reason="resourceInUseByAnotherResource",
                 )
+        users = subnetwork_users(self._state, project, subnet)
+        if users:
+            raise GcpError(
+                400,
+                f"The subnetwork resource 'projects/{project}/regions/{region}/subnetworks/{name}' is already "
+                f"being used by '{users[0].removeprefix(SELF_LINK_BASE)}'",
+                reason="resourceInUseByAnotherResource",
+            )
 
         async def delete() -> None:
             await self._simulate_work("delete", name, project)
@@ -370,15 +387,17 @@ class ComputeApi:
         await wait_until_done(operation, _WAIT_LIMIT_SECONDS)
         return web.json_response(self._operation_json(project, region, operation))
 
-    def _operation(self, request: web.Request) -> tuple[str, str | None, Operation]:
+    def _operation(self, request: web.Request) -> tuple[str, str, Operation]:
         project = self._project(request)
-        region = request.match_info.get("region")
+        if "zone" in request.match_info:
+            scope = f"zones/{request.match_info['zone']}"
+        else:
+            scope = _scope_of(request.match_info.get("region"))
         name = request.match_info["operation"]
-        operation = self._operations.get((project, region, name))
+        operation = self._operations.get((project, scope, name))
         if operation is None:
-            where = f"regions/{region}" if region else "global"
-            raise not_found(f"The resource 'projects/{project}/{where}/operations/{name}' was not found")
-        return project, region, operation
+            raise not_found(f"The resource 'projects/{project}/{scope}/operations/{name}' was not found")
+        return project, scope, operation
 
     def _start(
         self, project: str, region: str | None, kind: str, target_link: str, target_id: str, work
@@ -386,7 +405,7 @@ class ComputeApi:
         operation = Operation(
             name=new_operation_name(), operation_type=kind, target=target_link, target_id=target_id
         )
-        self._operations[(project, region, operation.name)] = operation
+        self._operations[(project, _scope_of(region), operation.name)] = operation
         self._runner.start(operation, work)
         return operation
 
@@ -398,7 +417,9 @@ class ComputeApi:
             raise validation.injected_operation_failure(operation_type, name)
 
     def _operation_json(self, project: str, region: str | None, operation: Operation) -> dict:
-        scope = f"projects/{project}/regions/{region}" if region else f"projects/{project}/global"
+        """`region` is a region name, a "regions/R" or "zones/Z" scope, or None for global."""
+        where = _scope_of(region)
+        scope = f"projects/{project}/{where}"
         body: dict = {
             "kind": "compute#operation",
             "id": operation.id,
@@ -412,8 +433,9 @@ class ComputeApi:
             "insertTime": rfc3339(operation.insert_time),
             "selfLink": f"{SELF_LINK_BASE}{scope}/operations/{operation.name}",
         }
-        if region:
-            body["region"] = f"{SELF_LINK_BASE}projects/{project}/regions/{region}"
+        if where != "global":
+            field = "zone" if where.startswith("zones/") else "region"
+            body[field] = f"{SELF_LINK_BASE}projects/{project}/{where}"
         if operation.start_time is not None:
             body["startTime"] = rfc3339(operation.start_time)
         if operation.end_time is not None:
@@ -424,6 +446,13 @@ class ComputeApi:
             body["httpErrorStatusCode"] = error.code
             body["httpErrorMessage"] = error.status.replace("_", " ")
         return body
+
+
+def _scope_of(region: str | None) -> str:
+    """An operation's scope: "global", "regions/R" or "zones/Z" (a bare name is a region)."""
+    if not region or region == "global":
+        return "global"
+    return region if "/" in region else f"regions/{region}"
 
 
 def _require_uuid(request_id: str) -> None:

@@ -25,6 +25,17 @@ SERVICE_TITLES = {
 SERVICE_DEPENDENCIES = {
     CONTAINER_SERVICE: (COMPUTE_SERVICE, "artifactregistry.googleapis.com"),
 }
+# Compute collections of the load balancers GKE's Gateway controller builds (sandbox.gcp.loadbalancers).
+LB_COLLECTIONS = (
+    "forwardingRules",
+    "targetHttpProxies",
+    "urlMaps",
+    "backendServices",
+    "healthChecks",
+    "addresses",
+    "networkEndpointGroups",
+    "firewalls",
+)
 # Every new GCP project starts with these enabled.
 DEFAULT_ENABLED_SERVICES = frozenset({"serviceusage.googleapis.com", "cloudresourcemanager.googleapis.com"})
 
@@ -59,6 +70,8 @@ class GcpState:
         self.networks: dict[tuple[str, str], dict] = {}
         self.subnetworks: dict[tuple[str, str, str], dict] = {}
         self.clusters: dict[tuple[str, str, str], dict] = {}
+        # collection -> (project, scope, name) -> resource; scope is "global", "regions/R" or "zones/Z".
+        self.load_balancing: dict[str, dict[tuple[str, str, str], dict]] = {c: {} for c in LB_COLLECTIONS}
 
     def project(self, project: str) -> Project:
         """The project by id or number; 403 as on GCP for a project the caller cannot see."""
@@ -88,6 +101,13 @@ class GcpState:
             for subnet in self.subnetworks_of(project, network_name)
         )
 
+    def lb_resources(self, project: str):
+        """(collection, resource) for every load-balancer resource of the project."""
+        for collection, resources in self.load_balancing.items():
+            for (resource_project, _, _), resource in resources.items():
+                if resource_project == project:
+                    yield collection, resource
+
     def snapshot(self) -> dict:
         """Everything, for the admin endpoint."""
         return {
@@ -98,4 +118,5 @@ class GcpState:
             "networks": list(self.networks.values()),
             "subnetworks": list(self.subnetworks.values()),
             "clusters": list(self.clusters.values()),
+            "loadBalancing": {c: list(r.values()) for c, r in self.load_balancing.items()},
         }

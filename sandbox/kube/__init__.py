@@ -6,8 +6,8 @@ aggregated discovery, minimal OpenAPI v3), `apply` and `patches` (server-side ap
 three classic PATCH bodies), `watch`, `tables` (kubectl's columns), `admission` (validation and
 defaults), `builtin` (builtin kinds and the CRDs GKE preinstalls) and `controllers/*`.
 
-Known differences from a real cluster: deletes are immediate (no finalizers, no graceful pod
-termination, every delete cascades to owned objects whatever the propagation policy); a CRD
+Known differences from a real cluster: deletes are immediate unless metadata.finalizers are
+set (no graceful pod termination, every delete cascades to owned objects whatever the propagation policy); a CRD
 serves each version as its own store (no conversion); OpenAPI has no schemas (`kubectl explain`
 fails); list pagination (`limit`/`continue`) is ignored; Deployments surge the whole new
 ReplicaSet at once.

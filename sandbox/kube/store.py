@@ -152,6 +152,12 @@ class ObjectStore:
         metadata["resourceVersion"] = current["metadata"]["resourceVersion"]
         if obj == current:
             return copy.deepcopy(current)  # a no-op write does not bump the resourceVersion
+        if metadata.get("deletionTimestamp") and not metadata.get("finalizers"):
+            # The last finalizer is gone from an object being deleted: the API server removes it.
+            # https://kubernetes.io/docs/concepts/overview/working-with-objects/finalizers/
+            removed = self._commit("DELETED", key, obj)
+            self._delete_dependents(removed)
+            return removed
         return self._commit("MODIFIED", key, obj)
 
     def update_status(
@@ -169,15 +175,20 @@ class ObjectStore:
         return self._commit("MODIFIED", key, updated)
 
     def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any]:
-        """Delete an object at once, with the objects it owns and, for a Namespace, its contents."""
+        """Delete an object, with the objects it owns and, for a Namespace, its contents.
+
+        An object with finalizers is only marked (deletionTimestamp) and stays until whoever set
+        them removes the last one (see `replace`); `is_pending_deletion` tells the two apart.
+        """
         key = _key(api_version, kind, namespace, name)
-        current = self._objects.get(key)
-        if current is None:
+        if key not in self._objects:
             resource, group = self._describe(api_version, kind)
             raise not_found(resource, name, group)
-        deleted = self._remove(key)
-        self._delete_dependents(deleted)
-        return deleted
+        return self._delete_or_mark(key)
+
+    def is_pending_deletion(self, obj: dict[str, Any]) -> bool:
+        """Whether `obj` is still stored, waiting for its finalizers."""
+        return object_key(obj) in self._objects
 
     # -- change feed ---------------------------------------------------------------------------
 
@@ -250,4 +261,19 @@ class ObjectStore:
             owned = any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
             in_namespace = namespace_deleted and key[2] == deleted["metadata"]["name"]
             if owned or in_namespace:
-                self._delete_dependents(self._remove(key))
+                self._delete_or_mark(key)
+
+    def _delete_or_mark(self, key: ObjectKey) -> dict[str, Any]:
+        """Remove the object, or, while it has finalizers, set its deletionTimestamp once."""
+        current = self._objects[key]
+        metadata = current["metadata"]
+        if not metadata.get("finalizers"):
+            deleted = self._remove(key)
+            self._delete_dependents(deleted)
+            return deleted
+        if metadata.get("deletionTimestamp"):
+            return copy.deepcopy(current)
+        marked = copy.deepcopy(current)
+        marked["metadata"]["deletionTimestamp"] = now_timestamp()
+        marked["metadata"]["deletionGracePeriodSeconds"] = 0
+        return self._commit("MODIFIED", key, marked)

@@ -28,7 +28,9 @@ def test_first_run_builds_everything_and_the_checks_pass(dag, sandbox):
     skipped = {task for task, state in states.items() if state == "skipped"}
     assert skipped == {
         "teardown.delete_workloads",
+        "teardown.wait_gateway_released",
         "teardown.delete_cluster",
+        "teardown.sweep_load_balancer",
         "teardown.delete_proxy_subnet",
         "teardown.delete_node_subnet",
         "teardown.delete_network",

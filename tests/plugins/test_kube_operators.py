@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
+import time
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
@@ -253,7 +255,11 @@ def test_delete_removes_owned_objects_and_keeps_foreign_ones(kube_cluster, names
     assert f"Secret/{namespace}/hf-token" in result["deleted"]
     assert result["not-owned"] == [f"GCPRoutingExtension/{namespace}/body-based-router"]
     assert f"Deployment/{namespace}/vllm-llama3-1-8b-instruct" in result["absent"]
-    assert hook.get("gateway.networking.k8s.io/v1", "Gateway", "inference-gateway", namespace) is None
+    # A programmed Gateway keeps GKE's finalizer until its load balancer is removed, then goes.
+    deadline = time.monotonic() + 10
+    while hook.get("gateway.networking.k8s.io/v1", "Gateway", "inference-gateway", namespace) is not None:
+        assert time.monotonic() < deadline, "the deleted Gateway never went"
+        time.sleep(0.1)
     assert hook.get("networking.gke.io/v1", "GCPRoutingExtension", "body-based-router", namespace) is not None
 
     rerun = DeleteManifestsOperator(task_id="teardown", **kube_cluster.kwargs).execute(context)
@@ -266,3 +272,69 @@ def test_delete_on_a_missing_cluster_is_a_no_op(kube_cluster):
         context_for()
     )
     assert set(result) == {"absent"}
+
+
+# The v1 InferencePool CRD that GKE installs itself, late (issue 11, section 4)
+
+
+def _install_deferred(cluster, **options):
+    from airflow.sdk.exceptions import TaskDeferred
+
+    install = InstallCrdsOperator(
+        task_id="install_crds", crd_set="objective_only", poll_interval=0.2, **options, **cluster.kwargs
+    )
+    with pytest.raises(TaskDeferred) as deferred:
+        install.execute(context_for())
+    return install, deferred.value
+
+
+async def test_objective_only_waits_deferred_for_the_pool_crd_gke_installs_late(
+    sandbox, clean_faults, cluster_factory
+):
+    from airflow.sdk.module_loading import import_string
+
+    from gke_inference.triggers.kubernetes import ServedCrdsTrigger
+    from tests.plugins.test_kube_triggers import first_event
+
+    sandbox.faults_add(behaviour="managed_crds_late", cluster="inference-gateway-lab")  # until cleared
+    cluster = cluster_factory(proxy_only_subnet=False)
+    install, deferred = _install_deferred(cluster, managed_crds_timeout=30)
+    trigger = deferred.trigger
+    assert isinstance(trigger, ServedCrdsTrigger) and trigger.crd_names == [V1_POOL_CRD]
+    classpath, kwargs = trigger.serialize()
+    assert import_string(classpath)(**kwargs).serialize() == (classpath, kwargs)
+    assert OBJECTIVE_CRD in crd_names(cluster.hook())  # ours is in before the wait
+
+    sandbox.faults_clear()  # GKE gets round to it
+    event = await first_event(trigger)
+
+    assert event["status"] == "success"
+    result = install.execute_complete(context_for(), event)
+    assert result["crd_set"] == "objective_only"
+    assert f"CustomResourceDefinition/{OBJECTIVE_CRD}" in result["created"]
+    assert V1_POOL_CRD in crd_names(cluster.hook())
+
+
+async def test_the_wait_for_a_gke_crd_ends_naming_the_crd_the_version_and_the_time(
+    sandbox, clean_faults, cluster_factory
+):
+    from gke_inference.hooks.gke import GKEClusterHook
+    from tests.plugins.test_kube_triggers import first_event
+
+    sandbox.faults_add(behaviour="managed_crds_late", cluster="inference-gateway-lab")
+    cluster = cluster_factory(proxy_only_subnet=False)
+    version = (
+        GKEClusterHook(location=cluster.location)
+        .get_cluster(cluster.cluster_name, cluster.project_id)
+        .current_master_version
+    )
+    install, deferred = _install_deferred(cluster, managed_crds_timeout=1.0)
+
+    event = await first_event(deferred.trigger)
+
+    assert event["status"] == "timeout"
+    with pytest.raises(AirflowFailException) as failed:
+        install.execute_complete(context_for(), event)
+    message = str(failed.value)
+    assert V1_POOL_CRD in message and f"GKE {version}" in message
+    assert re.search(r"gave up after [1-9]\d*s", message) and "tutorial 2.2" in message

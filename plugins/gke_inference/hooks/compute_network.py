@@ -106,19 +106,23 @@ class ComputeNetworkHook(EndpointAwareGoogleHook):
 
     @cached_property
     def networks(self) -> compute_v1.NetworksClient:
-        return compute_v1.NetworksClient(**self.client_kwargs())
+        return self.named_client(compute_v1.NetworksClient(**self.client_kwargs()))
 
     @cached_property
     def subnetworks(self) -> compute_v1.SubnetworksClient:
-        return compute_v1.SubnetworksClient(**self.client_kwargs())
+        return self.named_client(compute_v1.SubnetworksClient(**self.client_kwargs()))
 
     @cached_property
     def global_operations(self) -> compute_v1.GlobalOperationsClient:
-        return compute_v1.GlobalOperationsClient(**self.client_kwargs())
+        return self.named_client(compute_v1.GlobalOperationsClient(**self.client_kwargs()))
 
     @cached_property
     def region_operations(self) -> compute_v1.RegionOperationsClient:
-        return compute_v1.RegionOperationsClient(**self.client_kwargs())
+        return self.named_client(compute_v1.RegionOperationsClient(**self.client_kwargs()))
+
+    @cached_property
+    def zone_operations(self) -> compute_v1.ZoneOperationsClient:
+        return self.named_client(compute_v1.ZoneOperationsClient(**self.client_kwargs()))
 
     # --- networks
 
@@ -381,12 +385,23 @@ class ComputeNetworkHook(EndpointAwareGoogleHook):
         project_id: str | None = None,
         *,
         region: str | None = None,
+        zone: str | None = None,
         timeout: float = DEFAULT_OPERATION_TIMEOUT,
     ) -> compute_v1.Operation:
-        """Wait for a global (or, with ``region``, regional) operation; raise if it ended in error."""
+        """Wait for a global (or, with ``region``/``zone``, regional/zonal) operation; raise if it failed."""
         project = self.resolve_project_id(project_id)
         wait_timeout = self.request_timeout + OPERATION_WAIT_SERVER_HOLD
-        if region:
+        if zone:
+
+            def fetch() -> compute_v1.Operation:
+                return self.zone_operations.wait(
+                    project=project,
+                    zone=zone,
+                    operation=operation.name,
+                    retry=DEFAULT_RETRY,
+                    timeout=wait_timeout,
+                )
+        elif region:
 
             def fetch() -> compute_v1.Operation:
                 return self.region_operations.wait(

@@ -6,7 +6,9 @@ already right. Manifests come from include/manifests/ rendered with the DAG para
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -56,6 +58,7 @@ TUTORIAL_STEPS: Mapping[str, str] = {
     "body-based-router": "tutorial 5.1",
     "body-routing.yaml": "tutorial 5.1",
 }
+GATEWAY_API_KINDS = ("HTTPRoute", "Gateway")
 # Kubernetes answers that no retry will change: the object or the request is wrong.
 TERMINAL_KUBE_STATUSES = frozenset({400, 403, 422})
 
@@ -175,11 +178,25 @@ class ApplyManifestsOperator(ClusterOperatorMixin, BaseOperator):
 class InstallCrdsOperator(ApplyManifestsOperator):
     """Install one of the tutorial's CRD sets (2.2) and wait until the API server serves them.
 
+    With "objective_only", the v1 InferencePool CRD is GKE's to install, which it does some time
+    after the cluster is RUNNING: the task then waits for it, deferred, for up to
+    ``managed_crds_timeout`` seconds (on a cluster older than 1.34.0-gke.1626000 it fails at once).
+
     :param crd_set: "objective_only" (GKE >= 1.34.0-gke.1626000) or "full" (older clusters).
-    :param established_timeout: seconds to wait for the CRDs to become Established.
+    :param established_timeout: seconds to wait for the CRDs we install to become Established.
+    :param managed_crds_timeout: seconds to wait for the CRDs GKE installs itself.
+    :param poll_interval: seconds between looks while waiting for them.
     """
 
-    def __init__(self, *, crd_set: str, established_timeout: float = 120.0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        crd_set: str,
+        established_timeout: float = 120.0,
+        managed_crds_timeout: float = 600.0,
+        poll_interval: float = 5.0,
+        **kwargs: Any,
+    ) -> None:
         crd_set = crd_set.replace("-", "_")
         if crd_set not in CRD_SETS:
             raise ValueError(f"crd_set must be one of {sorted(CRD_SETS)}, not {crd_set!r}")
@@ -187,6 +204,8 @@ class InstallCrdsOperator(ApplyManifestsOperator):
         super().__init__(manifest=list(CRD_SETS[crd_set]), **kwargs)
         self.crd_set = crd_set
         self.established_timeout = established_timeout
+        self.managed_crds_timeout = managed_crds_timeout
+        self.poll_interval = poll_interval
 
     def execute(self, context: Context) -> dict[str, Any]:
         objects = self.render(context)
@@ -196,21 +215,77 @@ class InstallCrdsOperator(ApplyManifestsOperator):
             hook.wait_for_crds_established(
                 [obj["metadata"]["name"] for obj in objects], timeout=self.established_timeout
             )
+            missing = self._missing_gke_served_crds(hook)
+            version = self._cluster_version(hook) if missing else None
         except Exception as exc:
             _fail_if_terminal(exc, self.step)
             raise
-        self._require_gke_served_crds(hook)
-        return {"crd_set": self.crd_set, **_summarize(results)}
+        result = {"crd_set": self.crd_set, **_summarize(results)}
+        if not missing:
+            return result
+        if not serves_inference_pool_crd(version):
+            raise AirflowFailException(
+                f"The cluster (GKE {version}) does not serve CRD {', '.join(missing)}, which GKE provides "
+                f"from {MANAGED_INFERENCE_POOL_SINCE} on; install the full CRD set instead ({self.step})"
+            )
+        self._defer_until_served(missing, version, result)
+        return result  # not reached: defer raises
 
-    def _require_gke_served_crds(self, hook: KubernetesApplyHook) -> None:
+    def _missing_gke_served_crds(self, hook: KubernetesApplyHook) -> list[str]:
         from gke_inference.hooks.kubernetes import CRD_API_VERSION  # noqa: PLC0415
 
-        for name in GKE_SERVED_CRDS[self.crd_set]:
-            if hook.get(CRD_API_VERSION, "CustomResourceDefinition", name) is None:
-                raise AirflowFailException(
-                    f"The cluster does not serve CRD {name}, which GKE provides from "
-                    f"{MANAGED_INFERENCE_POOL_SINCE} on; install the full CRD set instead ({self.step})"
-                )
+        return [
+            name
+            for name in GKE_SERVED_CRDS[self.crd_set]
+            if hook.get(CRD_API_VERSION, "CustomResourceDefinition", name) is None
+        ]
+
+    def _cluster_version(self, hook: KubernetesApplyHook) -> str:
+        cluster = hook.gke_hook.get_cluster(self.cluster_name, optional_param(self.project_id))
+        return cluster.current_master_version
+
+    def _defer_until_served(self, missing: list[str], version: str, result: dict[str, Any]) -> None:
+        from gke_inference.triggers.kubernetes import ServedCrdsTrigger  # noqa: PLC0415
+
+        started_at = time.time()
+        self.log.info(
+            "GKE %s installs %s itself, some time after the cluster is RUNNING; waiting up to %.0f s",
+            version,
+            ", ".join(missing),
+            self.managed_crds_timeout,
+        )
+        self.defer(
+            trigger=ServedCrdsTrigger(
+                cluster_name=self.cluster_name,
+                location=self.location,
+                project_id=optional_param(self.project_id),
+                gcp_conn_id=self.gcp_conn_id,
+                crd_names=missing,
+                cluster_version=version,
+                xcom_value=result,
+                started_at=started_at,
+                deadline=started_at + self.managed_crds_timeout,
+                poll_interval=self.poll_interval,
+            ),
+            method_name="execute_complete",
+            # The trigger ends the wait itself; this is a backstop.
+            timeout=timedelta(seconds=self.managed_crds_timeout + 60),
+        )
+
+    def execute_complete(self, context: Context, event: Mapping[str, Any]) -> dict[str, Any]:
+        # What to return travels in the trigger: `airflow dags test` drops the defer() kwargs.
+        status, message = event.get("status"), event.get("message", "")
+        if status == "success":
+            self.log.info("%s", message)
+            return event["result"]
+        if status == "timeout":
+            names = " ".join(GKE_SERVED_CRDS[self.crd_set])
+            raise AirflowFailException(
+                f"{message}. GKE installs it itself from {MANAGED_INFERENCE_POOL_SINCE} on, some time "
+                f"after the cluster is RUNNING; check `kubectl get crd {names}`, then clear this task to "
+                f"wait again ({self.step})"
+            )
+        raise AirflowFailException(f"{message} ({self.step})")
 
 
 class ChooseCrdSetOperator(ClusterOperatorMixin, BaseBranchOperator):
@@ -381,7 +456,8 @@ class DeleteManifestsOperator(ClusterOperatorMixin, BaseOperator):
         if self.delete_hf_secret:
             objects.insert(0, _secret_ref(namespace_for(self.namespace, context)))
         unique = {object_ref(obj): obj for obj in objects}  # e.g. llm-route is in two manifests
-        return list(reversed(unique.values()))
+        # Routes and Gateways first: GKE then starts removing the load balancer while the rest goes.
+        return sorted(reversed(unique.values()), key=lambda obj: obj["kind"] not in GATEWAY_API_KINDS)
 
     def execute(self, context: Context) -> dict[str, list[str]]:
         objects = self.objects_to_delete(context)

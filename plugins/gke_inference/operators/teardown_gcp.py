@@ -3,7 +3,8 @@
 Ownership: clusters carry the ``managed-by`` resource label; networks and subnetworks, which have
 no labels, carry the DAG's description. Anything else is left alone and reported as "not owned".
 A resource already gone counts as success, and so does an API that is disabled (a teardown of a
-project the DAG never reached: nothing of that API can exist). Order them cluster -> subnetworks -> network.
+project the DAG never reached: nothing of that API can exist). Order them: the Gateway's load balancer
+released (sensors.teardown) -> cluster -> the Gateway's leftovers swept -> subnetworks -> network.
 Hooks are imported inside ``execute`` to keep DAG parsing free of the Google client libraries.
 """
 
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
+
+from airflow.sdk.exceptions import AirflowFailException
 
 from gke_inference.operators._gcp_base import GcpOperator, as_seconds
 from gke_inference.ownership import is_owned_gcp_labels, is_owned_network_description
@@ -157,6 +160,94 @@ class DeleteNetworkOperator(GcpOperator):
         if not is_owned_network_description(network.description):
             return NOT_OWNED
         return DELETED if hook.delete_network(self.network_name, project) else ABSENT
+
+
+class SweepGatewayLoadBalancerOperator(GcpOperator):
+    """Before the subnets and the VPC go: delete what GKE built for this DAG's Gateway and did not
+    remove (the cluster went first, or an earlier teardown was interrupted), users before what they
+    use; then fail, naming them, if resources the DAG did not create still use its subnets or VPC.
+
+    Only resources provably this Gateway's are deleted: named ``gkegw1-<cluster>-<namespace>-<gateway>-``
+    in this region and VPC, what those reference, and the same cluster's backends and firewall (see
+    ``gke_inference.hooks.loadbalancers``). An already deleted resource counts as done, so a rerun
+    finishes an interrupted sweep.
+
+    XCom: ``{"deleted": [...], "absent": [...], "blockers": [...]}``.
+    """
+
+    tutorial_step = "3.4"
+    action = "Sweeping the Gateway's load balancer"
+    template_fields: Sequence[str] = (
+        *GcpOperator.template_fields,
+        "region",
+        "network_name",
+        "subnetwork_names",
+        "namespace",
+        "gateway_name",
+    )
+
+    def __init__(
+        self,
+        *,
+        region: str,
+        network_name: str,
+        subnetwork_names: Sequence[str],
+        namespace: str,
+        gateway_name: str,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.region = region
+        self.network_name = network_name
+        self.subnetwork_names = subnetwork_names
+        self.namespace = namespace
+        self.gateway_name = gateway_name
+
+    def execute(self, context: Any) -> dict:
+        with self.failing_fast_on_terminal_errors():
+            from gke_inference.hooks.loadbalancers import LoadBalancerHook
+
+            hook = LoadBalancerHook(**self.hook_kwargs())
+            project = hook.resolve_project_id(self.project_id)
+            try:
+                result = self._sweep(hook, project)
+            except Exception as exc:
+                if not is_service_disabled(exc):
+                    raise
+                self.log.info("The Compute Engine API is disabled: no load balancer can exist")
+                return {"deleted": [], "absent": [], "blockers": []}
+        if result["blockers"]:
+            raise AirflowFailException(
+                f"{self.action} (tutorial {self.tutorial_step}): the DAG's subnets or VPC are still used by "
+                f"resources it did not create, left alone: {', '.join(result['blockers'])}. Delete them (or "
+                "keep the network) and clear this task."
+            )
+        return result
+
+    def _sweep(self, hook, project: str) -> dict:
+        from gke_inference.hooks.loadbalancers import find_gateway_leftovers
+
+        owned_subnets = []
+        for name in self.subnetwork_names:
+            subnetwork = hook.find_subnetwork(name, self.region, project)
+            if subnetwork is not None and is_owned_network_description(subnetwork.description):
+                owned_subnets.append(subnetwork.self_link)
+        network = hook.find_network(self.network_name, project)
+        leftovers = find_gateway_leftovers(
+            hook.inventory(self.region, project),
+            namespace=self.namespace,
+            gateway=self.gateway_name,
+            network_link=hook.network_link(self.network_name, project),
+            region=self.region,
+            owned_subnet_links=owned_subnets,
+            network_owned=network is not None and is_owned_network_description(network.description),
+        )
+        deleted, absent = [], []
+        for resource in leftovers.resources:
+            gone_before = not hook.delete_resource(resource, project)
+            (absent if gone_before else deleted).append(str(resource))
+            self.log.info("%s: %s", resource, "already gone" if gone_before else "deleted")
+        return {"deleted": deleted, "absent": absent, "blockers": [str(r) for r in leftovers.blockers]}
 
 
 def _absent_if_compute_disabled(

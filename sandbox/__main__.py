@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from sandbox.app import DEFAULT_GKE_VERSION, Sandbox
+from sandbox.core.auth import ACCESS_TOKEN_LIFETIME
 from sandbox.core.profiles import PROFILES
 
 
@@ -27,6 +28,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--project-id", default="sandbox-project")
     serve.add_argument("--gke-version", default=DEFAULT_GKE_VERSION)
     serve.add_argument("--host", default="127.0.0.1", help="a loopback address to bind")
+    serve.add_argument(
+        "--token-lifetime",
+        type=float,
+        default=ACCESS_TOKEN_LIFETIME,
+        metavar="SECONDS",
+        help="how long access tokens are accepted (Google's: 3600; shorter to test token refresh)",
+    )
     serve.add_argument(
         "--state-dir",
         type=Path,
@@ -51,6 +59,7 @@ async def serve(args: argparse.Namespace) -> None:
         gke_version=args.gke_version,
         host=args.host,
         state_dir=args.state_dir,
+        token_lifetime=args.token_lifetime,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -20,18 +20,20 @@ from aiohttp import web
 
 from sandbox.admin import build_admin_app
 from sandbox.core.addresses import AddressPool
-from sandbox.core.auth import ServiceAccountKey, TokenAuthority
+from sandbox.core.auth import ACCESS_TOKEN_LIFETIME, ServiceAccountKey, TokenAuthority
 from sandbox.core.certs import CertificateAuthority
 from sandbox.core.faults import FaultTable, RequestLog
 from sandbox.core.profiles import get_profile
 from sandbox.gcp.operations import OperationRunner
 from sandbox.gcp.server import build_gcp_app
 from sandbox.gcp.state import GcpState
+from sandbox.hub.server import HubState, build_hub_app
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_GKE_VERSION = "1.34.1-gke.1829001"
-# Long enough for a demo session; tokens minted through /token last the usual hour.
+# Long enough for a demo session (kubectl through the kubeconfig); tokens minted through /token
+# last the usual hour, or the token_lifetime given.
 _INFO_TOKEN_LIFETIME = 7 * 24 * 3600
 
 
@@ -45,6 +47,7 @@ class Sandbox:
         gke_version: str = DEFAULT_GKE_VERSION,
         host: str = "127.0.0.1",
         state_dir: str | os.PathLike | None = None,
+        token_lifetime: float = ACCESS_TOKEN_LIFETIME,
     ) -> None:
         if not ipaddress.ip_address(host).is_loopback:
             raise ValueError(f"the sandbox binds loopback addresses only, not {host}")
@@ -55,12 +58,15 @@ class Sandbox:
         self.faults = FaultTable()
         self.log = RequestLog()
         self.service_account = ServiceAccountKey.generate(project_id)
-        self.tokens = TokenAuthority(self.service_account)
+        self.tokens = TokenAuthority(self.service_account, lifetime=token_lifetime)
         self.ca = CertificateAuthority()
         self.addresses = AddressPool()
         self.gcp = GcpState([project_id])
         self.clusters: dict[str, Any] = {}
         self.hf_token = "hf_" + secrets.token_urlsafe(24)
+        # A token the Hub knows whose user was not granted the gated models (Llama 3.1).
+        self.hf_token_without_access = "hf_" + secrets.token_urlsafe(24)
+        self.hub = HubState({self.hf_token: True, self.hf_token_without_access: False})
         self.info: dict = {}
         self._state_dir = Path(state_dir) if state_dir is not None else None
         self._owns_state_dir = state_dir is None
@@ -85,11 +91,14 @@ class Sandbox:
         self.kubeconfig_dir.mkdir(exist_ok=True)
         api_port = await self._serve(build_gcp_app(self, self._operations))
         admin_port = await self._serve(build_admin_app(self))
+        hub_port = await self._serve(build_hub_app(self))
         api_endpoint = f"http://{self.host}:{api_port}"
         key_path = self._write_private_file(
             "service-account.json", json.dumps(self.service_account.key_file_json(f"{api_endpoint}/token"))
         )
-        self.info = self._build_info(api_endpoint, f"http://{self.host}:{admin_port}", key_path)
+        self.info = self._build_info(
+            api_endpoint, f"http://{self.host}:{admin_port}", key_path, f"http://{self.host}:{hub_port}"
+        )
 
     async def stop(self) -> None:
         await self._operations.stop()
@@ -178,18 +187,24 @@ class Sandbox:
         await site.start()
         return sock.getsockname()[1]
 
-    def _build_info(self, api_endpoint: str, admin_url: str, key_path: Path) -> dict:
+    def _build_info(self, api_endpoint: str, admin_url: str, key_path: Path, hf_endpoint: str) -> dict:
         google_connection = {
             "conn_type": "google_cloud_platform",
             "extra": {"key_path": str(key_path), "project": self.project_id, "api_endpoint": api_endpoint},
         }
-        hf_connection = {"conn_type": "generic", "password": self.hf_token}
+        hf_connection = {
+            "conn_type": "generic",
+            "password": self.hf_token,
+            "extra": {"endpoint": hf_endpoint},
+        }
         return {
             "api_endpoint": api_endpoint,
             "project_id": self.project_id,
             "key_path": str(key_path),
             "access_token": self.tokens.mint(lifetime=_INFO_TOKEN_LIFETIME),
             "admin_url": admin_url,
+            "hf_endpoint": hf_endpoint,
+            "hf_token_without_access": self.hf_token_without_access,
             "kubeconfig_dir": str(self.kubeconfig_dir),
             "profile": self.profile.name,
             "airflow_connections": {

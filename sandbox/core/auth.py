@@ -4,6 +4,14 @@ Clients authenticate in two ways, both with the sandbox's service-account key:
 google-auth refreshes by POSTing a signed JWT assertion to `/token` and gets an opaque access
 token; GAPIC clients instead send a self-signed JWT as the bearer token. The Kubernetes APIs accept
 only access tokens minted by `/token`, as GKE accepts only OAuth access tokens.
+
+Google access tokens live one hour (the token response's "expires_in", OAuth 2.0 for server-to-server
+applications: https://developers.google.com/identity/protocols/oauth2/service-account), and for a
+self-signed JWT "if you are calling a Google API, the exp claim must be set no more than 1 hour in
+the future" (IAM docs, quoted in https://github.com/googleapis/google-auth-library-java/pull/516).
+`TokenAuthority(lifetime=...)` compresses that hour for tests: minted tokens, and self-signed JWTs
+older than the lifetime, are then refused as expired ones are, with 401 (see
+sandbox.gcp.errors.unauthenticated and sandbox.kube.status.unauthorized).
 """
 
 from __future__ import annotations
@@ -100,18 +108,29 @@ def _verified_jwt_claims(token: str, key: ServiceAccountKey) -> dict:
 
 
 class TokenAuthority:
-    """Mints opaque access tokens and checks bearer tokens."""
+    """Mints opaque access tokens and checks bearer tokens.
 
-    def __init__(self, key: ServiceAccountKey) -> None:
+    :param lifetime: seconds an access token (and a self-signed JWT) is accepted; Google's is 3600.
+    """
+
+    def __init__(self, key: ServiceAccountKey, lifetime: float = ACCESS_TOKEN_LIFETIME) -> None:
+        if not lifetime >= 1:
+            raise ValueError(f"the token lifetime must be at least 1 second, not {lifetime!r}")
         self.key = key
+        self.lifetime = lifetime
         self._expiry_by_token: dict[str, float] = {}
 
-    def mint(self, lifetime: int = ACCESS_TOKEN_LIFETIME) -> str:
+    def mint(self, lifetime: float | None = None) -> str:
         now = time.time()
         self._expiry_by_token = {t: expiry for t, expiry in self._expiry_by_token.items() if expiry > now}
         token = "ya29.sandbox." + secrets.token_urlsafe(32)
-        self._expiry_by_token[token] = now + lifetime
+        self._expiry_by_token[token] = now + (self.lifetime if lifetime is None else lifetime)
         return token
+
+    def revoke(self, token: str) -> None:
+        """Refuse this access token from now on, as Google does after a revocation
+        (https://developers.google.com/identity/protocols/oauth2/web-server#tokenrevoke)."""
+        self._expiry_by_token.pop(token, None)
 
     def is_valid(self, token: str | None) -> bool:
         """True for an unexpired access token minted here (what the Kubernetes APIs accept)."""
@@ -125,10 +144,16 @@ class TokenAuthority:
         if not token or token.count(".") != 2:
             return False
         try:
-            _verified_jwt_claims(token, self.key)
+            claims = _verified_jwt_claims(token, self.key)
         except InvalidCredential:
             return False
-        return True
+        return not self._outlived(claims)
+
+    def _outlived(self, claims: dict) -> bool:
+        """A self-signed JWT older than a compressed lifetime (the real hour is checked by "exp")."""
+        if self.lifetime >= ACCESS_TOKEN_LIFETIME or not isinstance(claims.get("iat"), int | float):
+            return False
+        return claims["iat"] + self.lifetime < time.time()
 
     def exchange_assertion(self, assertion: str, token_uri: str) -> str:
         """Verify a JWT-bearer assertion (RFC 7523) and mint an access token for it."""
@@ -161,7 +186,7 @@ def token_handler(authority: TokenAuthority):
         except InvalidCredential as error:
             return _oauth_error("invalid_grant", f"Invalid JWT: {error}")
         return web.json_response(
-            {"access_token": token, "expires_in": ACCESS_TOKEN_LIFETIME, "token_type": "Bearer"}
+            {"access_token": token, "expires_in": int(authority.lifetime), "token_type": "Bearer"}
         )
 
     return handle

@@ -12,6 +12,12 @@ Two kinds of faults:
     cluster_error:   project, location, cluster
     pods_never_ready, gateway_never_programmed: see sandbox.kube.controllers (project, location,
                      cluster, namespace, and the object's own names)
+    managed_crds_late: project, location, cluster; each use postpones the CRDs GKE installs itself
+                     (InferencePool v1) by one more managed_crds_delay (>= 1 s); without a count,
+                     they never arrive
+    lb_cleanup_late: project, location, cluster, namespace, name (the Gateway); each use postpones
+                     the removal of a deleted Gateway's load balancer by one more lb_cleanup (>= 1 s);
+                     without a count, the Gateway keeps its finalizer for good
 """
 
 from __future__ import annotations
@@ -27,8 +33,15 @@ from typing import Any
 
 from aiohttp import web
 
-APIS = ("compute", "container", "serviceusage", "oauth", "kube", "gateway", "model")
-BEHAVIOURS = ("operation_error", "cluster_error", "pods_never_ready", "gateway_never_programmed")
+APIS = ("compute", "container", "serviceusage", "oauth", "kube", "gateway", "model", "hub")
+BEHAVIOURS = (
+    "operation_error",
+    "cluster_error",
+    "pods_never_ready",
+    "gateway_never_programmed",
+    "managed_crds_late",
+    "lb_cleanup_late",
+)
 _HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "*")
 _GOOGLE_APIS = ("compute", "container", "serviceusage", "oauth")
 

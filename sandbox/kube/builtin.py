@@ -121,17 +121,19 @@ def preinstalled_crds(cluster_version: str) -> list[dict[str, Any]]:
         crd_manifest(gke_networking, "v1", "GCPTrafficExtension", "gcptrafficextensions"),
         crd_manifest("cloud.google.com", "v1", "ComputeClass", "computeclasses", namespaced=False),
     ]
-    if serves_builtin_inference_pool(cluster_version):
-        crds.append(
-            crd_manifest(
-                "inference.networking.k8s.io",
-                "v1",
-                "InferencePool",
-                "inferencepools",
-                short_names=("infpool",),
-            )
-        )
     return crds
+
+
+def gke_managed_crds(cluster_version: str) -> list[dict[str, Any]]:
+    """The CRDs GKE installs itself from some version on; they arrive after the cluster is RUNNING
+    (see sandbox.kube.controllers.crds.CrdController)."""
+    if not serves_builtin_inference_pool(cluster_version):
+        return []
+    return [
+        crd_manifest(
+            "inference.networking.k8s.io", "v1", "InferencePool", "inferencepools", short_names=("infpool",)
+        )
+    ]
 
 
 def preinstalled_gateway_classes() -> list[dict[str, Any]]:

@@ -13,6 +13,8 @@ from gke_inference.operators.kubernetes import ApplyManifestsOperator, HuggingFa
 from gke_inference.params import build_params
 from gke_inference.sensors.kubernetes import DEFER_TIMEOUT_MARGIN, GatewayAddressSensor, PodsReadySensor
 from gke_inference.triggers.kubernetes import (
+    HUGGING_FACE_HINT,
+    KV_CACHE_HINT,
     GatewayAddressTrigger,
     PodsReadyTrigger,
     assess_gateway,
@@ -115,6 +117,22 @@ async def test_pods_fail_fast_when_the_hf_token_is_empty(kube_cluster, namespace
     event = await first_event(trigger)
     assert event["status"] == "failed", event
     assert "CrashLoopBackOff" in event["message"]
+    assert time.monotonic() - started < 15, "should fail on the crash loop, not wait for the deadline"
+
+
+async def test_pods_fail_fast_when_max_model_len_does_not_fit_the_gpu(kube_cluster, namespace):
+    # The tutorial's manifest forced past plan_run: Llama 3.1 8B with its full context on one L4.
+    deploy_model(kube_cluster, namespace, max_model_len=131072)
+    trigger = PodsReadyTrigger(
+        **trigger_kwargs(kube_cluster, namespace, wait=60.0), label_selector=MODEL_SELECTOR, replicas=1
+    )
+    started = time.monotonic()
+    event = await first_event(trigger)
+    assert event["status"] == "failed", event
+    assert "CrashLoopBackOff" in event["message"]
+    assert "To serve at least one request with the models's max seq len (131072)" in event["message"]
+    assert KV_CACHE_HINT in event["message"]
+    assert HUGGING_FACE_HINT not in event["message"]
     assert time.monotonic() - started < 15, "should fail on the crash loop, not wait for the deadline"
 
 
@@ -279,6 +297,16 @@ def test_assess_pods():
     assert not pulling.failure and not pulling.done
     stuck = assess_pods([pod("a", scheduled="no nodes")], 1)
     assert stuck.unschedulable and not stuck.failure and "no nodes" in stuck.state
+    kv_exit = {
+        "terminated": {
+            "message": "ValueError: The model's max seq len (131072) is larger than the maximum number of "
+            "tokens that can be stored in KV cache (29968)."
+        }
+    }
+    kv_crash = pod("a", waiting={"reason": "CrashLoopBackOff"})
+    kv_crash["status"]["containerStatuses"][0]["lastState"] = kv_exit
+    assert KV_CACHE_HINT in assess_pods([kv_crash], 1).failure
+    assert KV_CACHE_HINT not in crash.failure
     # Enough Ready replicas win over one broken pod (e.g. a surge pod of a rollout).
     assert assess_pods([pod("a", ready=True), pod("b", waiting={"reason": "ErrImagePull"})], 1).done
 

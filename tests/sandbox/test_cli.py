@@ -88,3 +88,30 @@ def test_serve_rejects_an_unknown_profile(tmp_path):
     process, _ = serve(tmp_path, "--profile", "fast")
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 2 and "invalid choice" in output
+
+
+def test_serve_token_lifetime_sets_how_long_minted_tokens_live(tmp_path):
+    import datetime
+
+    from google.auth.transport.requests import Request
+    from google.oauth2 import service_account
+
+    process, info_file = serve(tmp_path, "--token-lifetime", "5")
+    try:
+        info = wait_for_file(process, info_file)
+        credentials = service_account.Credentials.from_service_account_file(
+            info["key_path"], scopes=["https://www.googleapis.com/auth/cloud-platform"]
+        ).with_always_use_jwt_access(False)
+        credentials.refresh(Request())
+        lifetime = credentials.expiry - datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+        assert datetime.timedelta(seconds=3) < lifetime <= datetime.timedelta(seconds=5)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
+
+
+def test_serve_refuses_a_token_lifetime_under_a_second(tmp_path):
+    process, info_file = serve(tmp_path, "--token-lifetime", "0")
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert "token lifetime" in output and not info_file.exists()

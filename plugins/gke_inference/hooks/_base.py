@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Any, TypeVar
+
+import google.auth.exceptions
 from airflow.providers.google.common.hooks.base_google import GoogleBaseHook
+from google.api_core import exceptions as api_exceptions
 from google.api_core.client_options import ClientOptions
 from google.api_core.gapic_v1.client_info import ClientInfo
 
 from gke_inference.hooks._errors import InvalidInputError, MissingProjectError
-from gke_inference.hooks._retry import REQUEST_TIMEOUT
+from gke_inference.hooks._retry import REQUEST_TIMEOUT, describe_error
+
+Client = TypeVar("Client")
 
 CLIENT_INFO = ClientInfo(user_agent="airflow-gke-inference-gateway")
 
@@ -31,6 +38,12 @@ class EndpointAwareGoogleHook(GoogleBaseHook):
     def request_timeout(self) -> float:
         """Seconds one HTTP request may take before it is abandoned (and retried if budget is left)."""
         return parse_request_timeout(self._get_field("request_timeout"), self.gcp_conn_id)
+
+    def named_client(self, client: Client) -> Client:
+        """The client, whose calls fail with ``CredentialsRefusedError`` naming this hook's
+        connection when Google refuses its credentials (expired tokens are refreshed before that:
+        google-auth refreshes on a 401 and tries once more)."""
+        return _ConnectionNamingClient(client, self.gcp_conn_id)  # type: ignore[return-value]
 
     def client_options(self) -> ClientOptions:
         return self.get_client_options(api_endpoint_override=self.api_endpoint)
@@ -68,3 +81,54 @@ def parse_request_timeout(raw: object, conn_id: str) -> float:
             f"Connection {conn_id!r}: request_timeout must be a positive number of seconds, got {raw!r}"
         )
     return seconds
+
+
+class CredentialsRefusedError(InvalidInputError):
+    """Google or the cluster refused the connection's credentials even after a fresh token: a key
+    that was deleted or never valid. Terminal; the message names the connection, never the secret."""
+
+    def __init__(self, conn_id: str, where: str, detail: str) -> None:
+        super().__init__(
+            f"The credentials of connection {conn_id!r} were refused by {where} ({detail}); check the "
+            "service-account key in that connection (deleted, disabled or from another project?)"
+        )
+
+
+def credentials_refused(conn_id: str, where: str, exc: BaseException) -> CredentialsRefusedError:
+    if isinstance(exc, google.auth.exceptions.RefreshError):
+        # args[0] is the token endpoint's "error: description"; args[1] its body (no secrets either).
+        detail = str(exc.args[0]) if exc.args else type(exc).__name__
+    else:
+        detail = describe_error(exc)
+    return CredentialsRefusedError(conn_id, where, detail)
+
+
+def is_refused_credential(exc: BaseException) -> bool:
+    """A 401 from a Google API, or a token endpoint that refused the key (not a retryable 5xx)."""
+    if isinstance(exc, google.auth.exceptions.RefreshError):
+        return not getattr(exc, "retryable", False)
+    return isinstance(exc, api_exceptions.Unauthorized)
+
+
+class _ConnectionNamingClient:
+    """Proxies a generated Google client; see ``EndpointAwareGoogleHook.named_client``."""
+
+    def __init__(self, client: Any, conn_id: str) -> None:
+        self._client = client
+        self._conn_id = conn_id
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if name.startswith("_") or not callable(attribute):
+            return attribute
+
+        @functools.wraps(attribute)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attribute(*args, **kwargs)
+            except Exception as exc:
+                if is_refused_credential(exc):
+                    raise credentials_refused(self._conn_id, "the Google APIs", exc) from None
+                raise
+
+        return call

@@ -107,7 +107,7 @@ class GKEClusterHook(EndpointAwareGoogleHook):
 
     @cached_property
     def client(self) -> container_v1.ClusterManagerClient:
-        return container_v1.ClusterManagerClient(**self.client_kwargs())
+        return self.named_client(container_v1.ClusterManagerClient(**self.client_kwargs()))
 
     def _parent(self, project_id: str | None) -> str:
         return f"projects/{self.resolve_project_id(project_id)}/locations/{self.location}"

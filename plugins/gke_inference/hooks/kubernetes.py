@@ -5,16 +5,20 @@ through ``DynamicClient.server_side_apply`` under one field manager with ``force
 cluster is reached the way the Google provider's GKE operators do it: endpoint and CA from the
 Container API, a bearer token from the GCP connection's credentials (refreshed by google-auth), no
 kubeconfig and no gcloud.
+
+Access tokens live one hour and a task or a wait can take longer, so the token is refreshed before
+any request once google-auth counts it expired, and once more when the cluster answers 401 anyway
+(a token revoked, or clocks apart); a second 401 with a fresh token means the key itself is refused.
 """
 
 from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from airflow.sdk import BaseHook
 from google.auth.transport.requests import Request as GoogleAuthRequest
@@ -24,6 +28,7 @@ from kubernetes.config.kube_config import FileOrData
 from kubernetes.dynamic import DynamicClient, Resource
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
+from gke_inference.hooks._base import CredentialsRefusedError, credentials_refused, is_refused_credential
 from gke_inference.hooks._retry import DEFAULT_RETRY, describe_error
 from gke_inference.hooks.gke import GKEClusterHook
 from gke_inference.kube_objects import find_condition, format_label_selector  # noqa: F401 (re-exported)
@@ -34,6 +39,7 @@ FIELD_MANAGER = "airflow-gke-inference-gateway"
 CRD_API_VERSION = "apiextensions.k8s.io/v1"
 CRD_POLL_INTERVAL = 1.0
 
+T = TypeVar("T")
 ApplyAction = Literal["created", "updated", "unchanged"]
 DeleteAction = Literal["deleted", "absent", "not-owned"]
 
@@ -88,6 +94,7 @@ class KubernetesApplyHook(BaseHook):
         self.location = location
         self.project_id = project_id
         self.gcp_conn_id = gcp_conn_id
+        self._token_refused = False
 
     @cached_property
     def gke_hook(self) -> GKEClusterHook:
@@ -102,12 +109,18 @@ class KubernetesApplyHook(BaseHook):
         url, ca_certificate = self.gke_hook.cluster_auth(self.cluster_name, project_id=self.project_id)
         credentials = self.gke_hook.get_credentials()
         # Tokens are fetched bounded and retried (google-auth alone waits up to 120 s, no retry), and
-        # refreshed before every request once expired, so hour-long tasks keep working.
+        # refreshed before every request once expired or refused, so hour-long tasks keep working.
         token_request = functools.partial(GoogleAuthRequest(), timeout=self.request_timeout)
 
         def refresh_token(configuration: Configuration) -> None:
-            if credentials.token is None or credentials.expired:
-                DEFAULT_RETRY(credentials.refresh)(token_request)
+            if self._token_refused or credentials.token is None or credentials.expired:
+                try:
+                    DEFAULT_RETRY(credentials.refresh)(token_request)
+                except Exception as exc:
+                    if is_refused_credential(exc):
+                        raise credentials_refused(self.gcp_conn_id, "the token endpoint", exc) from None
+                    raise
+                self._token_refused = False
             configuration.api_key = {"BearerToken": credentials.token}
 
         # The provider's GKEClusterConnection does the same, but importing it loads kubernetes_asyncio
@@ -121,27 +134,44 @@ class KubernetesApplyHook(BaseHook):
         refresh_token(configuration)
         return ApiClient(configuration)
 
+    def _call(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """``function`` under the retry policy; a 401 gets one fresh token and one more try."""
+        try:
+            return DEFAULT_RETRY(function)(*args, **kwargs)
+        except ApiException as exc:
+            if exc.status != 401:
+                raise
+        self.log.info("The cluster refused the access token (HTTP 401); fetching a new one")
+        self._token_refused = True
+        try:
+            return DEFAULT_RETRY(function)(*args, **kwargs)
+        except ApiException as exc:
+            if exc.status != 401:
+                raise
+            where = f"the Kubernetes API of cluster {self.cluster_name!r}"
+            raise CredentialsRefusedError(self.gcp_conn_id, where, "HTTP 401 with a fresh token") from None
+
     @cached_property
     def dynamic_client(self) -> DynamicClient:
         api_client = self.get_conn()
         # Discovery happens here; a fresh cache per hook, never a stale file from an earlier cluster.
-        client = DEFAULT_RETRY(DynamicClient)(api_client)
-        DEFAULT_RETRY(client.resources.invalidate_cache)()
+        client = self._call(DynamicClient, api_client)
+        self._call(client.resources.invalidate_cache)
         return client
 
     def invalidate_discovery(self) -> None:
         """Forget the discovered kinds (call after installing CRDs)."""
-        DEFAULT_RETRY(self.dynamic_client.resources.invalidate_cache)()
+        self._call(self.dynamic_client.resources.invalidate_cache)
 
     def resource(self, api_version: str, kind: str) -> Resource:
         """The API resource for a kind; rediscovers once when the kind is new (e.g. a fresh CRD)."""
         resources = self.dynamic_client.resources
         try:
-            return DEFAULT_RETRY(resources.get)(api_version=api_version, kind=kind)
+            return self._call(resources.get, api_version=api_version, kind=kind)
         except ResourceNotFoundError:
             self.invalidate_discovery()
             try:
-                return DEFAULT_RETRY(resources.get)(api_version=api_version, kind=kind)
+                return self._call(resources.get, api_version=api_version, kind=kind)
             except ResourceNotFoundError:
                 raise ResourceNotFoundError(
                     f"the cluster serves no {kind} in {api_version} (is its CRD installed?)"
@@ -153,7 +183,8 @@ class KubernetesApplyHook(BaseHook):
         """The object as a dict, or None when it does not exist."""
         resource = self.resource(api_version, kind)
         try:
-            found = DEFAULT_RETRY(self.dynamic_client.get)(
+            found = self._call(
+                self.dynamic_client.get,
                 resource,
                 name=name,
                 namespace=namespace if resource.namespaced else None,
@@ -174,7 +205,8 @@ class KubernetesApplyHook(BaseHook):
     ) -> list[dict]:
         """Objects of a kind (in a namespace, if given), filtered by labels."""
         resource = self.resource(api_version, kind)
-        found = DEFAULT_RETRY(self.dynamic_client.get)(
+        found = self._call(
+            self.dynamic_client.get,
             resource,
             namespace=namespace if resource.namespaced else None,
             label_selector=format_label_selector(label_selector),
@@ -196,7 +228,8 @@ class KubernetesApplyHook(BaseHook):
         try:
             before = self.get(api_version, kind, metadata["name"], metadata.get("namespace"))
             resource = self.resource(api_version, kind)
-            after = DEFAULT_RETRY(self.dynamic_client.server_side_apply)(
+            after = self._call(
+                self.dynamic_client.server_side_apply,
                 resource,
                 body=dict(obj),
                 namespace=metadata.get("namespace") if resource.namespaced else None,
@@ -234,7 +267,8 @@ class KubernetesApplyHook(BaseHook):
             self.log.warning("%s exists but is not managed by this DAG; leaving it alone", ref)
             return DeleteResult(ref, "not-owned")
         try:
-            DEFAULT_RETRY(self.dynamic_client.delete)(
+            self._call(
+                self.dynamic_client.delete,
                 resource,
                 name=name,
                 namespace=namespace,

@@ -24,7 +24,7 @@ class ServiceUsageHook(EndpointAwareGoogleHook):
 
     @cached_property
     def client(self) -> service_usage_v1.ServiceUsageClient:
-        return service_usage_v1.ServiceUsageClient(**self.client_kwargs())
+        return self.named_client(service_usage_v1.ServiceUsageClient(**self.client_kwargs()))
 
     def is_enabled(self, service: str, project_id: str | None = None) -> bool:
         project = self.resolve_project_id(project_id)

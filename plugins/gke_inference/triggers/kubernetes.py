@@ -43,6 +43,19 @@ HUGGING_FACE_HINT = (
 )
 
 
+# What vLLM exits with when one request of max_model_len tokens does not fit the KV cache the
+# GPUs leave after the weights (vllm/v1/core/kv_cache_utils.py; the V0 engine's wording second).
+KV_CACHE_MARKERS = (
+    "larger than the available KV cache memory",
+    "maximum number of tokens that can be stored in KV cache",
+    "No available memory for the cache blocks",
+)
+KV_CACHE_HINT = (
+    "the model's max_model_len does not fit the KV cache the GPUs leave after the weights: lower the "
+    "max_model_len param, or use a bigger gpu_type or a larger gpu_count (tutorial 3.2)"
+)
+
+
 PROXY_ONLY_SUBNET_HINT = "; the VPC needs an ACTIVE proxy-only subnet in the region (tutorial 1.3)"
 
 
@@ -89,6 +102,8 @@ def _container_problems(pod_name: str, statuses: Iterable[Mapping[str, Any]], pr
                 details.append(f"{restarts} restarts")
             if any(marker.lower() in " ".join(details).lower() for marker in HUGGING_FACE_AUTH_MARKERS):
                 details.append(HUGGING_FACE_HINT)
+            if any(marker in last_exit.get("message", "") for marker in KV_CACHE_MARKERS):
+                details.append(KV_CACHE_HINT)
             problems.fatal.append(f"{where} ({'; '.join(details)})")
         else:
             problems.waiting.append(where)
@@ -337,3 +352,49 @@ class GatewayAddressTrigger(ClusterPollingTrigger):
         except ResourceNotFoundError:
             return Verdict(state="the cluster does not serve the Gateway API yet")
         return assess_gateway(gateway, self.gateway_name)
+
+
+class ServedCrdsTrigger(ClusterPollingTrigger):
+    """Waits until the cluster serves every named CRD (it exists and is Established).
+
+    CRDs that GKE installs itself (the v1 InferencePool from 1.34.0-gke.1626000) can reach the
+    cluster some time after it is RUNNING. The success event's result is ``xcom_value``, what the
+    deferred task returns.
+    """
+
+    def __init__(
+        self,
+        *,
+        crd_names: Iterable[str],
+        cluster_version: str,
+        xcom_value: Any = None,
+        namespace: str = "",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(namespace=namespace, **kwargs)
+        self.crd_names = sorted(crd_names)
+        self.cluster_version = cluster_version
+        self.xcom_value = xcom_value
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return self._classpath(), {
+            **self._common_kwargs(),
+            "crd_names": self.crd_names,
+            "cluster_version": self.cluster_version,
+            "xcom_value": self.xcom_value,
+        }
+
+    def describe(self) -> str:
+        return f"CRD {', '.join(self.crd_names)} on GKE {self.cluster_version}"
+
+    def check(self, hook: KubernetesApplyHook, now: float) -> Verdict:
+        from gke_inference.hooks.kubernetes import CRD_API_VERSION  # noqa: PLC0415
+
+        missing = []
+        for name in self.crd_names:
+            crd = hook.get(CRD_API_VERSION, "CustomResourceDefinition", name)
+            if crd is None or (find_condition(crd, "Established") or {}).get("status") != "True":
+                missing.append(name)
+        if missing:
+            return Verdict(state=f"not served yet: {', '.join(missing)}")
+        return Verdict(state="served", done=True, result=self.xcom_value)

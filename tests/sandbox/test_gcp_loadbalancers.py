@@ -180,7 +180,12 @@ def test_a_programmed_gateway_builds_its_load_balancer(sandbox, lb_cluster, lb_d
         s["name"] for s in services
     }
     negs = compute.networkEndpointGroups().aggregatedList(project=project).execute()["items"]
-    zones = [scope for scope, listed in negs.items() if listed.get("networkEndpointGroups")]
+    ours = rule["network"]  # the session's project holds other tests' clusters and their NEGs
+    zones = [
+        scope
+        for scope, listed in negs.items()
+        if any(neg["network"] == ours for neg in listed.get("networkEndpointGroups", []))
+    ]
     assert zones and all(scope.startswith(f"zones/{REGION}-") for scope in zones)
     aggregated = compute.forwardingRules().aggregatedList(project=project).execute()["items"]
     assert rule["name"] in [r["name"] for r in aggregated[f"regions/{REGION}"]["forwardingRules"]]

@@ -26,7 +26,7 @@ def absent_environment() -> dict:
 
 def test_a_second_run_stays_queued_until_the_first_finishes(airflow_api, sandbox):
     first = airflow_api.trigger_ok(absent_environment())
-    airflow_api.wait_for(first, {"running"}, timeout=60)
+    airflow_api.wait_for(first, {"running"}, timeout=180)  # a loaded 2-core machine can take a while
 
     second = airflow_api.trigger_ok(CONTRADICTORY)
     second_states_while_first_active = set()

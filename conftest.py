@@ -6,6 +6,8 @@ They must be in the environment before anything imports airflow, hence a root co
 import os
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent
 
 for name, value in {
@@ -16,3 +18,11 @@ for name, value in {
     "AIRFLOW__CORE__PARALLELISM": "4",
 }.items():
     os.environ.setdefault(name, value)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """A test that needs a missing CLI skips with a reason, or fails under CI=true (tests/_tools.py)."""
+    from tests._tools import check_tools
+
+    check_tools(item)

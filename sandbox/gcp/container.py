@@ -219,7 +219,11 @@ class ContainerApi:
         project, location, name = key
 
         async def provision() -> None:
-            await asyncio.sleep(self._sandbox.profile.cluster_provisioning)
+            # The profile is read again while waiting, so a test can hold a cluster PROVISIONING
+            # (a long time) and release it (zero) whenever its scenario is ready.
+            started = time.monotonic()
+            while (left := self._sandbox.profile.cluster_provisioning - (time.monotonic() - started)) > 0:
+                await asyncio.sleep(min(left, 0.1))
             if self._sandbox.faults.behaviour(
                 "operation_error", api="container", operation="CREATE_CLUSTER", resource=name, project=project
             ):

@@ -36,6 +36,7 @@ from gke_inference.params import build_params
 from gke_inference.sensors.cluster import ClusterRunningSensor
 from gke_inference.sensors.kubernetes import GatewayAddressSensor, PodsReadySensor
 from sandbox.gcp.state import Project, project_number_for
+from sandbox.testing import wait_until
 from tests.resilience.conftest import new_namespace
 
 DEFAULTS = {name: param.value for name, param in build_params().items()}
@@ -344,15 +345,23 @@ def test_wrong_model_check_waits_out_the_route_propagation(
         task_id="apply_body_routing", manifest=["body-based-router", "body-routing.yaml"], **cluster.kwargs
     )
 
+    def model_server_refusals() -> list[dict]:
+        """vLLM's own 404s for the wrong model since the check started: the request reached a pod."""
+        return [e for e in sandbox.requests("model") if e["ts"] >= since and e["status"] == 404]
+
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        since = time.time()
         started = time.monotonic()
         result = pool.submit(check.execute, {})
-        time.sleep(ROUTE_WINDOW)  # the check has seen the request reach vLLM by now
+        # Not a fixed sleep: the routing is applied once the check has seen a request reach vLLM.
+        wait_until(model_server_refusals, timeout=EVENT_TIMEOUT)
         apply_body_routing.execute(context_for(namespace))
         outcome = result.result(timeout=60)
 
-    assert outcome["status"] == 404
-    assert ROUTE_WINDOW < time.monotonic() - started < 30.0
+    assert outcome["status"] == 404 and outcome["pod"] is None  # the gateway's 404, not vLLM's
+    asked = [e for e in sandbox.requests("gateway") if e["ts"] >= since]
+    assert len(asked) > len(model_server_refusals()) >= 1, "the check did not ask again after vLLM's 404"
+    assert time.monotonic() - started < 30.0
 
 
 @pytest.mark.parametrize("bad", ["soon", "0", "-5"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import secrets
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -86,10 +87,12 @@ def start_cluster(sandbox, **settings: Any):  # noqa: ANN001
     """
     from sandbox.kube.cluster import KubeCluster
 
-    number = next(_names)
-    settings.setdefault("name", f"kube-test-{number}")
+    # Random, not a counter: pytest loads this file as `conftest` and test modules import it as
+    # `tests.sandbox.conftest`, two copies with a counter each, so counted names repeated.
+    suffix = secrets.token_hex(3)
+    settings.setdefault("name", f"kube-test-{suffix}")
     settings.setdefault("location", "us-central1")
-    settings.setdefault("network", f"kube-test-vpc-{number}")
+    settings.setdefault("network", f"kube-test-vpc-{suffix}")
 
     async def start():
         cluster = KubeCluster(sandbox.sandbox, project=sandbox.info["project_id"], **settings)

@@ -177,6 +177,16 @@ def raw(sandbox, discovery):
     client.http.close()
 
 
+def enable_compute_and_container(raw: RawClient) -> None:
+    """Enable the two APIs and wait, bounded, for the operation to be done (not a fixed sleep)."""
+    operation = raw.call(
+        "POST",
+        f"/v1/projects/{raw.project}/services:batchEnable",
+        {"serviceIds": ["compute.googleapis.com", "container.googleapis.com"]},
+    )
+    raw.poll("/v1/" + operation["name"], lambda op: op.get("done"))
+
+
 def test_service_usage_answers_conform(raw):
     services = f"/v1/projects/{raw.project}/services"
     operation = raw.call(
@@ -194,12 +204,7 @@ def test_service_usage_answers_conform(raw):
 
 
 def test_compute_answers_conform(sandbox, clean_faults, raw):
-    raw.call(
-        "POST",
-        f"/v1/projects/{raw.project}/services:batchEnable",
-        {"serviceIds": ["compute.googleapis.com", "container.googleapis.com"]},
-    )
-    time.sleep(sandbox.sandbox.profile.operation * 4)
+    enable_compute_and_container(raw)
     base = f"/compute/v1/projects/{raw.project}"
     network = unique_name("vpc")
     operation = raw.call("POST", f"{base}/global/networks", {"name": network, "autoCreateSubnetworks": False})
@@ -247,12 +252,7 @@ def test_compute_answers_conform(sandbox, clean_faults, raw):
 
 
 def test_container_answers_conform(sandbox, clean_faults, raw):
-    raw.call(
-        "POST",
-        f"/v1/projects/{raw.project}/services:batchEnable",
-        {"serviceIds": ["compute.googleapis.com", "container.googleapis.com"]},
-    )
-    time.sleep(sandbox.sandbox.profile.operation * 4)
+    enable_compute_and_container(raw)
     compute = f"/compute/v1/projects/{raw.project}"
     network, subnet = unique_name("vpc"), unique_name("subnet")
     operation = raw.call(

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 
 import pytest
 
 from sandbox.testing import unique_name
+from tests._tools import needs_tools
 
-pytestmark = [
-    pytest.mark.tools,
-    pytest.mark.skipif(shutil.which("gcloud") is None, reason="the gcloud CLI is not installed"),
-]
+pytestmark = needs_tools("gcloud")
 REGION = "us-central1"
 TUTORIAL_SERVICES = [
     "compute.googleapis.com",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 
 import pytest
@@ -12,6 +11,7 @@ from googleapiclient.errors import HttpError
 
 from sandbox.gcp.accelerators import zones_offering
 from sandbox.testing import GoogleClients, enable_gke_apis
+from tests._tools import needs_tools
 
 
 @pytest.fixture(scope="module")
@@ -123,8 +123,7 @@ def test_accelerator_types_need_a_valid_token(sandbox, project):
     assert answer.status_code == 401
 
 
-@pytest.mark.tools
-@pytest.mark.skipif(shutil.which("gcloud") is None, reason="the gcloud CLI is not installed")
+@needs_tools("gcloud")
 def test_gcloud_lists_accelerator_types_by_zone(sandbox, compute, project, tmp_path):
     token_file = tmp_path / "access-token"
     token_file.write_text(sandbox.info["access_token"])

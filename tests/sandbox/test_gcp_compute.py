@@ -211,6 +211,74 @@ def test_subnetwork_validation(google, network):
         insert(name="Bad_Name", ip_cidr_range="10.30.0.0/20")
 
 
+@pytest.mark.parametrize(
+    "primary, secondary",
+    [
+        ("0.0.0.0/20", None),  # current network, RFC 1122
+        ("127.0.0.0/20", None),  # loopback
+        ("169.254.0.0/20", None),  # link-local
+        ("224.0.0.0/20", None),  # multicast
+        ("255.255.255.255/32", None),  # limited broadcast (also smaller than /29)
+        ("199.36.153.0/29", None),  # restricted.googleapis.com VIP inside
+        ("10.30.0.0/20", "169.254.0.0/20"),  # a secondary range is checked the same way
+        ("10.30.0.0/20", "128.0.0.0/1"),  # broader than a restricted range (overlaps 224.0.0.0/4)
+    ],
+)
+def test_subnet_ranges_gcp_prohibits_are_refused(sandbox, google, network, primary, secondary):
+    """https://cloud.google.com/vpc/docs/subnets#restricted-ranges"""
+    fields = {}
+    if secondary:
+        fields["secondary_ip_ranges"] = [
+            compute_v1.SubnetworkSecondaryRange(range_name="second", ip_cidr_range=secondary)
+        ]
+    with pytest.raises(exceptions.BadRequest, match="restricted range|/29 or larger"):
+        create_subnetwork(google, network, unique_name("s"), primary, **fields)
+    inserts = [
+        e for e in sandbox.requests("compute") if e["method"] == "POST" and e["path"].endswith("/subnetworks")
+    ]
+    assert inserts[-1]["status"] == 400
+
+
+@pytest.mark.parametrize(
+    "primary",
+    [
+        "100.64.0.0/20",  # shared address space, RFC 6598
+        "192.0.0.0/24",  # IETF protocol assignments
+        "192.0.2.0/24",  # TEST-NET-1
+        "198.18.0.0/20",  # benchmarking
+        "198.51.100.0/24",  # TEST-NET-2
+        "203.0.113.0/24",  # TEST-NET-3
+        "240.0.0.0/20",  # class E
+        "8.8.0.0/20",  # a privately used public range
+    ],
+)
+def test_subnet_ranges_gcp_accepts_beyond_rfc_1918_are_created(google, network, primary):
+    name = unique_name("s")
+    create_subnetwork(google, network, name, primary)
+    assert (
+        google.subnetworks.get(project=google.project, region=REGION, subnetwork=name).ip_cidr_range
+        == primary
+    )
+
+
+def test_a_proxy_only_subnet_smaller_than_26_is_refused(google, network):
+    with pytest.raises(exceptions.BadRequest, match="/26 or larger"):
+        create_subnetwork(
+            google,
+            network,
+            unique_name("p"),
+            "10.140.0.0/27",
+            purpose="REGIONAL_MANAGED_PROXY",
+            role="ACTIVE",
+        )
+    name = unique_name("p")
+    create_subnetwork(google, network, name, "10.140.0.0/26", purpose="REGIONAL_MANAGED_PROXY", role="BACKUP")
+    assert (
+        google.subnetworks.get(project=google.project, region=REGION, subnetwork=name).purpose
+        == "REGIONAL_MANAGED_PROXY"
+    )
+
+
 def test_only_one_active_proxy_only_subnet_per_region(google, network):
     create_subnetwork(
         google,

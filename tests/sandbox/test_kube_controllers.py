@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +90,12 @@ def is_ready(pod: dict) -> bool:
 def waiting_reason(pod: dict) -> str | None:
     statuses = (pod.get("status") or {}).get("containerStatuses") or []
     return (statuses[0]["state"].get("waiting") or {}).get("reason") if statuses else None
+
+
+def pod_event_reasons(kube, namespace: str, name: str) -> set[str]:
+    """Reasons of the Events about one object, read from the store (for probes on the sandbox loop)."""
+    events = kube.cluster.store.list("v1", "Event", namespace)
+    return {event["reason"] for event in events if event["involvedObject"]["name"] == name}
 
 
 def events_of(api, namespace: str, name: str) -> dict[str, str]:
@@ -295,9 +300,15 @@ def test_a_missing_compute_class_leaves_pods_unschedulable_until_it_exists(kube,
 def test_pods_never_ready_behaviour_keeps_readiness_failing(sandbox, clean_faults, kube, dynamic, namespace):
     sandbox.run(sandbox.sandbox.faults.add_behaviour, "pods_never_ready", namespace=namespace)
     apply(dynamic, vllm_deployment("stuck", namespace), namespace)
-    wait_for_pods(kube, namespace, "stuck", lambda p: p["status"].get("phase") == "Running", "a Running pod")
-    time.sleep(sandbox.sandbox.profile.model_load + 0.3)
-    pods = pods_of(kube, namespace, "stuck")
+    # The positive marker that the kubelet has had its chance: the failed readiness probe's event,
+    # which the pod controller records only once the model has loaded.
+    pods = wait_for_pods(
+        kube,
+        namespace,
+        "stuck",
+        lambda p: "Unhealthy" in pod_event_reasons(kube, namespace, p["metadata"]["name"]),
+        "the readiness probe's Unhealthy event",
+    )
     assert pods[0]["status"]["phase"] == "Running" and not is_ready(pods[0])
     assert pods[0]["status"]["containerStatuses"][0]["state"].get("running")
 
@@ -361,6 +372,19 @@ def stored(kube, api_version: str, kind: str, namespace: str | None, name: str) 
     return kube.run(kube.cluster.store.get, api_version, kind, namespace, name)
 
 
+def wait_for_gateway_verdict(kube, namespace: str, name: str) -> dict:
+    """The Gateway once the controller has judged it after its programming delay: Programmed is no
+    longer "Pending" (the positive marker that "not programmed" is a verdict, not a slow controller)."""
+    return kube.wait_for(
+        lambda: (
+            (g := kube.cluster.store.get(GATEWAY_V1, "Gateway", namespace, name))
+            and (condition_of(g, "Programmed") or {}).get("reason") not in (None, "Pending")
+            and g
+        ),
+        what=f"the controller's verdict on Gateway {namespace}/{name}",
+    )
+
+
 @pytest.fixture(scope="module")
 def subnetless(sandbox):
     """A second cluster whose VPC has no proxy-only subnet."""
@@ -376,8 +400,7 @@ def subnetless(sandbox):
 def test_gateway_without_a_proxy_only_subnet_is_not_programmed(subnetless):
     kube, dynamic = subnetless
     apply(dynamic, gateway("gw", "default"), "default")
-    time.sleep(kube.sandbox.sandbox.profile.gateway_programming + 0.3)
-    status = stored(kube, GATEWAY_V1, "Gateway", "default", "gw")["status"]
+    status = wait_for_gateway_verdict(kube, "default", "gw")["status"]
     assert condition_of({"status": status}, "Accepted")["status"] == "True"
     programmed = condition_of({"status": status}, "Programmed")
     assert programmed["status"] == "False"
@@ -428,9 +451,9 @@ def test_gateway_never_programmed_behaviour(sandbox, clean_faults, kube, dynamic
     add_proxy_only_subnet(kube)
     sandbox.run(sandbox.sandbox.faults.add_behaviour, "gateway_never_programmed", namespace=namespace)
     apply(dynamic, gateway("blocked", namespace), namespace)
-    time.sleep(sandbox.sandbox.profile.gateway_programming + 0.3)
-    blocked = stored(kube, GATEWAY_V1, "Gateway", namespace, "blocked")
+    blocked = wait_for_gateway_verdict(kube, namespace, "blocked")
     assert condition_of(blocked, "Programmed")["status"] == "False"
+    assert "gateway_never_programmed" in condition_of(blocked, "Programmed")["message"]
     assert not blocked["status"].get("addresses")
 
 

@@ -1,13 +1,12 @@
 """kubectl 1.32 against the Kubernetes API twin, the way the tutorial and a user debugging use it.
 
-The tests that run kubectl are marked `tools` (skipped when it is missing); the protobuf and
+The tests that run kubectl are marked `tools` (skipped when it is missing, failed under CI=true); the protobuf and
 content-negotiation tests below them speak HTTP with the bytes kubectl sends, so they always run.
 """
 
 from __future__ import annotations
 
 import base64
-import shutil
 import subprocess
 import time
 
@@ -15,14 +14,10 @@ import httpx
 import pytest
 import yaml
 
+from tests._tools import needs_tools
 from tests.sandbox.conftest import add_proxy_only_subnet
 
-
-def needs_kubectl(test):
-    skip = pytest.mark.skipif(
-        shutil.which("kubectl") is None, reason="kubectl is not installed on this machine"
-    )
-    return pytest.mark.tools(skip(test))
+needs_kubectl = needs_tools("kubectl")
 
 
 MANIFESTS = """\

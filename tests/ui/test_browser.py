@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import time
 import urllib.parse
 import urllib.request
@@ -21,6 +20,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from gke_inference.docs import TASK_DOCS
 from gke_inference.params import CHECKS, CLUSTER, GATEWAY, MODEL, NETWORK, RUN
+from tests._tools import needs_tools
 from tests.ui.conftest import DAG_ID, RunningAirflow, api_token
 
 CHROMIUM = "/usr/bin/chromium"
@@ -43,10 +43,7 @@ CONSOLE = "https://console.cloud.google.com"
 pytestmark = [
     pytest.mark.stack,
     pytest.mark.slow,
-    pytest.mark.skipif(
-        shutil.which(CHROMIUM) is None,
-        reason=f"{CHROMIUM} is missing: `apt-get install chromium` (.ci/run does it as root)",
-    ),
+    needs_tools(CHROMIUM, hint="`apt-get install chromium`; .ci/run does it as root"),
 ]
 
 

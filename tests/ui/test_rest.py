@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests._tools import needs_tools
 from tests.ui.conftest import RunningAirflow
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -25,9 +25,7 @@ SEQUENCE_TIMEOUT_S = 600
 pytestmark = [
     pytest.mark.stack,
     pytest.mark.slow,
-    pytest.mark.skipif(
-        not (shutil.which("curl") and shutil.which("jq")), reason="the README's sequence needs curl and jq"
-    ),
+    needs_tools("curl", "jq", hint="the README's sequence needs them"),
 ]
 
 

@@ -1,9 +1,10 @@
 """A crash of the scheduler and the triggerer while a sensor is deferred loses nothing and repeats nothing.
 
-cluster.wait_cluster_running defers to the triggerer while the cluster is PROVISIONING. Once it is
-deferred, the sandbox answers the cluster's GET with 503 (a transient error the trigger polls
-through), which holds the sensor deferred however slow the machine is. Both components are then
-SIGKILLed with their workers and started again; once the new triggerer polls, the 503s stop.
+cluster.wait_cluster_running defers to the triggerer while the cluster is PROVISIONING. The sandbox
+holds the cluster PROVISIONING until the test releases it (no time budget for the machine to reach
+the deferral), and once the sensor is deferred it answers the cluster's GET with 503 (a transient
+error the trigger polls through). Both components are then SIGKILLed with their workers and started
+again; once the new triggerer polls, the 503s stop and the cluster is released.
 The run must succeed, and the sandbox must have seen each create exactly once.
 """
 
@@ -19,7 +20,7 @@ from tests.resilience.stack.conftest import environment_names
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(900)]
 
-PROVISIONING_S = 45
+HELD_S = 3600  # "until released": longer than the test's own timeout
 SENSOR = "cluster.wait_cluster_running"
 BUSY = {"running", "queued", "scheduled", "up_for_retry", "restarting"}
 
@@ -52,7 +53,7 @@ def wait_for_cluster_poll(sandbox, cluster_name: str, after: float, timeout: flo
 def test_killing_scheduler_and_triggerer_while_deferred_repeats_no_create(
     airflow_stack, airflow_api, sandbox, slow_provisioning, clean_faults
 ):
-    slow_provisioning(PROVISIONING_S)
+    slow_provisioning(HELD_S)
     conf = environment_names("f2-restart")
     requests_before = len(sandbox.requests())
     run_id = airflow_api.trigger_ok(conf)
@@ -72,6 +73,7 @@ def test_killing_scheduler_and_triggerer_while_deferred_repeats_no_create(
     airflow_stack.start("scheduler", "triggerer")
     wait_for_cluster_poll(sandbox, conf["cluster_name"], after=restarted_at)
     sandbox.faults_clear()
+    slow_provisioning(0)  # release the cluster: it becomes RUNNING and the trigger's next poll sees it
 
     assert airflow_api.wait_finished(run_id, timeout=400) == "success", airflow_api.task_states(run_id)
     made = Counter(creating_requests(sandbox.requests()[requests_before:]))

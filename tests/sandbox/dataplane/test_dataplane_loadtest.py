@@ -7,10 +7,13 @@ from sandbox.dataplane.loadtest import benchmark, report
 
 async def test_epp_sends_a_slow_replica_fewer_requests_than_round_robin():
     # 3 replicas with 4 sequences each for 8 clients: queues form on the slow one, as on a busy GPU.
-    comparison = await benchmark(replicas=3, slowdown=5.0, requests=200, concurrency=8, max_num_seqs=4)
+    # A 10x slowdown (not 5x) keeps the effect far from the bound on a loaded machine: measured on
+    # 2 busy cores, 13 runs gave ratios 0.30-0.50 (5x gave 0.49-0.73 against the 0.75 bound), in the
+    # same ~8 s as 200 requests at 5x.
+    comparison = await benchmark(replicas=3, slowdown=10.0, requests=120, concurrency=8, max_num_seqs=4)
 
     for result in (comparison.round_robin, comparison.epp):
-        assert result.statuses == {200: 200}
+        assert result.statuses == {200: 120}
         assert len(result.by_pod) == 3
     assert abs(comparison.round_robin.share(comparison.slow_pod) - 1 / 3) < 0.02
     # The EPP, reading queue and KV-cache use, gives it about half of round-robin's share (metrics are

@@ -20,6 +20,18 @@ from sandbox.dataplane.standalone import MODEL, LoopbackAddresses, eventually
 FAST = Latency(time_to_first_token=0.005, per_output_token=0.001)
 
 
+async def metrics_when(client: httpx.AsyncClient, url: str, reached, timeout: float = 5.0) -> str:
+    """Poll /metrics until `reached(page)`, bounded: the moment a busy-server assertion needs,
+    whatever the machine's load, instead of a fixed sleep that hopes to land in it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        page = (await client.get(f"{url}/metrics")).text
+        if reached(page):
+            return page
+        assert time.monotonic() < deadline, f"/metrics never reached the awaited state; last page:\n{page}"
+        await asyncio.sleep(0.005)
+
+
 def vllm_pod(args: list[str], image: str = "vllm/vllm-openai:v0.8.5", ports: list | None = None) -> dict:
     container = {"name": "vllm", "image": image, "args": args}
     if ports is not None:
@@ -150,7 +162,7 @@ async def test_bad_requests_get_vllm_error_objects(server_for, body, status, err
 
 
 async def test_metrics_report_queue_running_and_kv_cache_while_busy(server_for):
-    slow = Latency(time_to_first_token=0.3, per_output_token=0.01)
+    slow = Latency(time_to_first_token=0.5, per_output_token=0.01)
     server, url = await server_for(
         ["--model", MODEL, "--max-num-seqs", "1", "--num-gpu-blocks-override", "4"], latency=slow
     )
@@ -163,8 +175,10 @@ async def test_metrics_report_queue_running_and_kv_cache_while_busy(server_for):
         requests = [
             asyncio.create_task(client.post(f"{url}/v1/chat/completions", json=body)) for _ in range(3)
         ]
-        await asyncio.sleep(0.15)
-        busy = (await client.get(f"{url}/metrics")).text
+        # All three arrived while the first still waits for its first token (one sequence at a time).
+        busy = await metrics_when(
+            client, url, lambda page: gauge_value(page, "vllm:num_requests_waiting") == 2
+        )
         responses = await asyncio.gather(*requests)
         idle = (await client.get(f"{url}/metrics")).text
     assert [r.status_code for r in responses] == [200, 200, 200]
@@ -477,7 +491,7 @@ def lora_series(page: str) -> list:
 
 
 async def test_lora_requests_info_follows_running_and_waiting_adapters(server_for):
-    slow = Latency(time_to_first_token=0.05, per_output_token=0.1)
+    slow = Latency(time_to_first_token=0.05, per_output_token=0.2)
     _, url = await server_for(LORA_ARGS, latency=slow)
     async with httpx.AsyncClient(timeout=10) as client:
         before = (await client.get(f"{url}/metrics")).text
@@ -488,8 +502,11 @@ async def test_lora_requests_info_follows_running_and_waiting_adapters(server_fo
             )
             for name in ("food-review-1", "sql-lora")
         ]
-        await asyncio.sleep(0.15)  # food-review-1 runs (its steps at 0.05 s and 0.15 s), sql-lora waits
-        busy = (await client.get(f"{url}/metrics")).text
+        # food-review-1 runs (its steps at 0.05, 0.25 and 0.45 s) while sql-lora waits: the page
+        # once a step has seen both.
+        busy = await metrics_when(
+            client, url, lambda page: any(s.labels["waiting_lora_adapters"] for s in lora_series(page))
+        )
         await asyncio.gather(*requests)
         idle = (await client.get(f"{url}/metrics")).text
     # The gauge exists from the start, but vLLM sets a series only at an engine step.
@@ -522,7 +539,7 @@ async def test_without_enable_lora_there_is_no_lora_gauge(server_for):
 
 
 async def test_disable_log_requests_silences_the_abort_lines(server_for, caplog):
-    _, url = await server_for(["--model", MODEL, "--disable-log-requests"], latency=Latency(0.01, 0.02))
+    server, url = await server_for(["--model", MODEL, "--disable-log-requests"], latency=Latency(0.01, 0.02))
     caplog.set_level(logging.INFO)
     body = {"model": MODEL, "prompt": "x", "max_tokens": 100, "stream": True}
     async with httpx.AsyncClient(timeout=10) as client:
@@ -530,7 +547,11 @@ async def test_disable_log_requests_silences_the_abort_lines(server_for, caplog)
             async for line in response.aiter_lines():
                 if line.startswith("data: {"):
                     break
-        await asyncio.sleep(0.2)
+        # Positive markers that the abort has been handled: the engine let the request go, and a
+        # later request went through the same server after it.
+        await eventually(lambda: server.engine.running == 0 and server.engine.tokens_in_flight == 0)
+        again = await client.post(f"{url}/v1/completions", json={**body, "max_tokens": 1, "stream": False})
+    assert again.status_code == 200
     assert not [m for m in caplog.messages if "bort" in m]
 
 

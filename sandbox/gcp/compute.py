@@ -229,9 +229,8 @@ class ComputeApi:
         name = subnet["name"]
         for cluster in self._state.clusters.values():
             if (
-                cluster.get("networkConfig", {})
-                .get("subnetwork", "")
-                .endswith(f"/regions/{region}/subnetworks/{name}")
+                cluster.get("networkConfig", {}).get("subnetwork", "")
+                == f"projects/{project}/regions/{region}/subnetworks/{name}"
             ):
                 raise GcpError(
                     400,
@@ -281,6 +280,13 @@ class ComputeApi:
         if purpose not in _PURPOSES:
             raise bad_request(f"Invalid value for field 'resource.purpose': '{purpose}'.")
         role = body.get("role")
+        # Proxy-only subnets need a primary range of /26 or larger (64 addresses; /23 advised):
+        # https://cloud.google.com/load-balancing/docs/proxy-only-subnets (planning the subnet's size).
+        if purpose in _PROXY_PURPOSES and cidr.prefixlen > 26:
+            raise bad_request(
+                f"Invalid value for field 'resource.ipCidrRange': '{cidr}'. A {purpose} subnetwork must "
+                "be /26 or larger."
+            )
         if purpose in _PROXY_PURPOSES:
             if role not in _ROLES:
                 raise bad_request(

@@ -40,6 +40,33 @@ def require_cidr(field_name: str, value: object) -> ipaddress.IPv4Network:
         raise bad_request(
             f"Invalid value for field '{field_name}': '{value}'. The IP CIDR range must be /29 or larger."
         )
+    return require_usable_range(field_name, network)
+
+
+# GCP's prohibited IPv4 subnet ranges, for primary and secondary ranges alike
+# (https://cloud.google.com/vpc/docs/subnets#restricted-ranges). Every other range is accepted: RFC
+# 1918, the special ranges the page lists as valid (100.64.0.0/10, 192.0.0.0/24, 192.0.2.0/24,
+# 198.18.0.0/15, 198.51.100.0/24, 203.0.113.0/24, 240.0.0.0/4, ...) and privately used public ranges.
+# Google's public API ranges are prohibited too; only the Private Google Access VIPs are modelled.
+# The message wording is the twin's; the shape (400 INVALID_ARGUMENT, reason "invalid") is Compute's.
+_PROHIBITED_RANGES = (
+    ipaddress.IPv4Network("0.0.0.0/8"),
+    ipaddress.IPv4Network("127.0.0.0/8"),
+    ipaddress.IPv4Network("169.254.0.0/16"),
+    ipaddress.IPv4Network("224.0.0.0/4"),
+    ipaddress.IPv4Network("255.255.255.255/32"),
+    ipaddress.IPv4Network("199.36.153.4/30"),
+    ipaddress.IPv4Network("199.36.153.8/30"),
+)
+
+
+def require_usable_range(field_name: str, network: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+    for prohibited in _PROHIBITED_RANGES:
+        if network.overlaps(prohibited):
+            raise bad_request(
+                f"Invalid value for field '{field_name}': '{network}'. The IP CIDR range {network} overlaps "
+                f"the restricted range {prohibited}."
+            )
     return network
 
 

@@ -64,7 +64,8 @@ def test_single_field_rules_refuse_bad_values(key, value):
         ({"pods_range": "10.0.0.0/14"}, "overlaps"),
         ({"proxy_subnet_range": "10.8.0.0/23"}, "overlaps"),
         ({"subnet_range": "10.0.0.1/20"}, "not a valid network range"),
-        ({"subnet_range": "8.8.0.0/20"}, "private"),
+        # GCP prohibits loopback in subnets; a public range (8.8.0.0/20) is allowed as privately used.
+        ({"subnet_range": "127.0.0.0/20"}, "loopback .* GCP prohibits"),
         ({"pods_range": "10.4.0.0/24"}, "/21 or larger"),
         ({"wrong_model_name": "meta-llama/Llama-3.1-8B-Instruct"}, "wrong_model_name"),
         ({"services_range_name": "pods-range"}, "must differ"),

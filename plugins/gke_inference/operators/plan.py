@@ -29,26 +29,74 @@ class PlanRunOperator(BaseOperator):
     def execute(self, context) -> dict[str, str]:
         params = context["params"]
         try:
-            validate_params(params)
+            # Unknown conf keys land in the run's params too (process_params), so both are read.
+            given = {**params, **_run_conf(context)}
+            self.log.info("Run conf keys: %s", sorted(_run_conf(context)))
+            validate_params(params, given, _param_names())
         except InvalidParams as err:
             raise AirflowFailException(str(err)) from None
-        project_id = params["project_id"] or self._connection_project()
         mode = effective_mode(params["mode"], context["dag_run"].run_type)
+        self._connection(self.gcp_conn_id, "GCP")
+        if mode != "teardown":
+            self._require_hf_token(params["hf_conn_id"])
+        project_id = params["project_id"] or self._connection_project()
         self.log.info("Project %s, mode %s (requested %s)", project_id, mode, params["mode"])
         ti = context["ti"]
         ti.xcom_push(key="project_id", value=project_id)
         ti.xcom_push(key="mode", value=mode)
         return {"project_id": project_id, "mode": mode}
 
+    def _connection(self, conn_id: str, what: str):
+        """A missing connection is final: no retry creates it."""
+        from airflow.sdk import BaseHook
+        from airflow.sdk.exceptions import AirflowNotFoundException
+
+        try:
+            return BaseHook.get_connection(conn_id)
+        except AirflowNotFoundException:
+            raise AirflowFailException(
+                f"The {what} connection {conn_id!r} does not exist (nothing was created); create it or "
+                "name another one in the run's params."
+            ) from None
+
+    def _require_hf_token(self, hf_conn_id: str) -> None:
+        connection = self._connection(hf_conn_id, "Hugging Face")
+        if not (connection.password or "").strip():
+            raise AirflowFailException(
+                f"The Hugging Face connection {hf_conn_id!r} has no password (nothing was created); set it "
+                "to a Hugging Face token that may read the model (tutorial 3.2)."
+            )
+
     def _connection_project(self) -> str:
         from airflow.providers.google.common.hooks.base_google import GoogleBaseHook
+        from google.auth.exceptions import DefaultCredentialsError
 
-        project_id = GoogleBaseHook(gcp_conn_id=self.gcp_conn_id).project_id
+        try:
+            project_id = GoogleBaseHook(gcp_conn_id=self.gcp_conn_id).project_id
+        except DefaultCredentialsError as err:
+            # No key in the connection and none on the machine: no retry finds one.
+            raise AirflowFailException(
+                f"No project: the param project_id is empty and connection {self.gcp_conn_id!r} has no "
+                f"credentials to take one from ({err})"
+            ) from None
         if not project_id:
             raise AirflowFailException(
                 f"No project: the param project_id is empty and connection {self.gcp_conn_id!r} names no project."
             )
         return project_id
+
+
+def _run_conf(context) -> dict:
+    dag_run = context.get("dag_run")
+    return dict(getattr(dag_run, "conf", None) or {})
+
+
+def _param_names() -> set[str]:
+    """The params the DAG declares (build_params), not the DAG object's: a run's unknown conf keys
+    also land in its params, and dag.test() may leave them on the DAG object."""
+    from gke_inference.params import build_params
+
+    return set(build_params())
 
 
 class ChooseModeOperator(BaseBranchOperator):

@@ -58,7 +58,7 @@ REFUSED_BY_SCHEMA = {
 REFUSED_BY_PLAN = {
     "node subnet overlaps the pods range": ({"subnet_range": "10.4.0.0/20"}, "overlaps"),
     "services range inside the proxy-only range": ({"services_range": "10.129.0.0/24"}, "overlaps"),
-    "public node range": ({"subnet_range": "8.8.0.0/20"}, "private"),
+    "link-local node range": ({"subnet_range": "169.254.0.0/20"}, "link-local"),
     "host bits set": ({"pods_range": "10.4.0.1/14"}, "not a valid network range"),
     "node subnet smaller than /29": ({"subnet_range": "10.0.0.0/30"}, "/29 or larger"),
     "pods range smaller than /21": ({"pods_range": "10.4.0.0/24"}, "/21 or larger"),
@@ -67,7 +67,20 @@ REFUSED_BY_PLAN = {
     "one name for both subnets": ({"proxy_subnet_name": "inference-subnet"}, "must differ"),
     "wrong model is the model": ({"wrong_model_name": "meta-llama/Llama-3.1-8B-Instruct"}, "must differ"),
     "pool named like the model app": ({"pool_name": "vllm-llama3-1-8b-instruct"}, "must differ"),
+    "no GPU capacity source": ({"flex_start": False, "spot": False}, "no GPU capacity source"),
+    "a namespace the DAG does not create": ({"namespace": "inference"}, "does not exist on a new cluster"),
+    "pool named like the router's health check": ({"pool_name": "bbr-healthcheck"}, "two objects named"),
+    "replicas written as a decimal": ({"replicas": 2.0}, "write it as a whole number"),
+    "a built-in ComputeClass": ({"compute_class_name": "autopilot"}, "builds in"),
 }
+
+# Passes Airflow's trigger API (HTTP 200, a run exists) and is refused by plan_run, the first task:
+# the issue's unknown key, and an integer written as a decimal.
+ACCEPTED_BY_AIRFLOW = {"mode": "teardown", "Cluster_name": "staging-cl", "gateway_port": 8080.0}
+REASONS = (
+    "unknown param 'Cluster_name'; did you mean 'cluster_name'?",
+    "gateway_port: 8080.0 is written as a decimal",
+)
 
 ANY_API = {"compute", "container", "serviceusage", "kube", "gateway", "model", "oauth"}
 
@@ -109,3 +122,27 @@ def test_plan_run_refuses_params_that_contradict_each_other(sandbox, conf, reaso
 
     assert "nothing was created" in str(refused.value)
     assert api_requests(sandbox, requests_before) == []
+
+
+WRITING = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def test_airflow_lets_unknown_keys_and_decimal_integers_through_and_plan_run_refuses_them(
+    airflow_api, sandbox
+):
+    """Airflow 3.3 merges a conf key that is not a param into the params without a schema, and JSON
+    schema's "integer" takes 8080.0 (SerializedParamsDict.deep_merge then validate): the trigger
+    answers 200. plan_run fails the run at its first try; the twin sees no writing request."""
+    requests_before = len(sandbox.requests())
+    run_id = airflow_api.trigger_ok(ACCEPTED_BY_AIRFLOW)
+
+    assert airflow_api.wait_finished(run_id) == "failed"
+    plan = next(ti for ti in airflow_api.task_instances(run_id) if ti["task_id"] == "plan_run")
+    assert (plan["state"], plan["try_number"]) == ("failed", 1), plan
+    log = airflow_api.request(
+        "GET", f"/api/v2/dags/gke_inference_gateway/dagRuns/{run_id}/taskInstances/plan_run/logs/1"
+    ).text
+    for reason in REASONS:
+        assert reason in log, log[-2000:]
+    writes = [e for e in sandbox.requests()[requests_before:] if e["method"] in WRITING]
+    assert writes == []

@@ -71,6 +71,11 @@ PREFLIGHT = {
 GATEWAY = {
     "gateway_address": "{{ ti.xcom_pull(task_ids='verify.wait_gateway_address') }}",
     "port": "{{ params.gateway_port }}",
+    # What the checks depend on, looked at when the gateway does not answer: which is gone is named.
+    **CLUSTER,
+    "namespace": "{{ params.namespace }}",
+    "gateway_name": "{{ params.gateway_name }}",
+    "pool_name": "{{ params.pool_name }}",
 }
 
 with DAG(
@@ -96,22 +101,29 @@ with DAG(
     plan_run = PlanRunOperator(task_id="plan_run")
     preflight = PreflightOperator(task_id="preflight", **PREFLIGHT, hf_conn_id="{{ params.hf_conn_id }}")
     choose_mode = ChooseModeOperator(
-        task_id="choose_mode", build_task_id="build", teardown_task_id="teardown.delete_workloads"
+        task_id="choose_mode", build_task_id="build", teardown_task_id="teardown.start"
     )
     build = EmptyOperator(task_id="build")
 
     with TaskGroup("teardown") as teardown:
+        # Teardown must work when things are broken: once it has started, the cluster delete runs
+        # whether deleting the workloads and waiting for the load balancer worked or not (the sweep
+        # removes what GKE left). From the cluster on, each delete needs the one before it done:
+        # a subnet cannot go while the cluster uses it, nor the VPC while it holds a subnet.
+        start = EmptyOperator(task_id="start")
+        whatever_came_before = {"trigger_rule": "all_done_min_one_success"}
         delete_workloads = DeleteManifestsOperator(task_id="delete_workloads", **CLUSTER)
         # GKE removes the Gateway's load balancer over minutes; the cluster must outlive that.
         wait_gateway_released = GatewayReleasedSensor(
             task_id="wait_gateway_released",
+            **whatever_came_before,
             **CLUSTER,
             namespace="{{ params.namespace }}",
             gateway_name="{{ params.gateway_name }}",
             network_name="{{ params.network_name }}",
             wait_timeout=1800,
         )
-        delete_cluster = DeleteClusterOperator(task_id="delete_cluster", **CLUSTER)
+        delete_cluster = DeleteClusterOperator(task_id="delete_cluster", **CLUSTER, **whatever_came_before)
         sweep_load_balancer = SweepGatewayLoadBalancerOperator(
             task_id="sweep_load_balancer",
             **REGIONAL,
@@ -135,6 +147,7 @@ with DAG(
             **GCP,
             network_name="{{ params.network_name }}",
         )
+        start >> [delete_workloads, wait_gateway_released, delete_cluster]
         delete_workloads >> wait_gateway_released >> delete_cluster >> sweep_load_balancer
         sweep_load_balancer >> [delete_proxy_subnet, delete_node_subnet] >> delete_network
 
@@ -295,7 +308,7 @@ with DAG(
 
     run_report = RunReportOperator(task_id="run_report", trigger_rule="none_failed_min_one_success")
 
-    plan_run >> preflight >> choose_mode >> [build, delete_workloads]
+    plan_run >> preflight >> choose_mode >> [build, start]
     teardown >> rebuild_after_teardown >> enable_apis
     build >> enable_apis
     ensure_node_subnet >> ensure_cluster

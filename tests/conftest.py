@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,42 @@ import pytest
 from sandbox.testing import running_sandbox
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def params_kept(dag) -> Generator[None, None, None]:
+    """Give the DAG's and its tasks' Param objects back their values after the block.
+
+    A run resolves its conf into the DAG's own Param objects (``process_params`` copies the Param
+    references, and ``Param.resolve`` sets ``self.value``: airflow/sdk/definitions/param.py), so a
+    second ``dag.test()`` in the same process would see the first run's value for every key its
+    conf leaves out.
+    """
+    holders = [dag.params, *(task.params for task in dag.tasks)]
+    params = list({id(p): p for held in holders for _, p in held.items()}.values())
+    saved = [param.value for param in params]
+    try:
+        yield
+    finally:
+        for param, value in zip(params, saved, strict=True):
+            param.value = value
+
+
+@pytest.fixture(scope="session", autouse=True)
+def dag_test_keeps_params() -> Iterator[None]:
+    """Every ``dag.test()`` in the suite, whichever fixture parsed the DAG, starts from its defaults."""
+    from airflow.sdk import DAG
+
+    original = DAG.test
+
+    @functools.wraps(original)
+    def test(self, *args, **kwargs):
+        with params_kept(self):
+            return original(self, *args, **kwargs)
+
+    DAG.test = test
+    yield
+    DAG.test = original
 
 
 @pytest.fixture(scope="session")

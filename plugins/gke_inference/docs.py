@@ -23,19 +23,27 @@ TASK_DOCS: dict[str, tuple[str, str]] = {
     ),
     "choose_mode": ("`ensure` builds straight away; `rebuild` and `teardown` tear down first.", "-"),
     "build": ("Join point of the build path.", "-"),
+    "teardown.start": (
+        "Join point of the teardown path: the cluster delete runs once the teardown starts, whether "
+        "deleting the workloads or waiting for the load balancer worked or not.",
+        "-",
+    ),
     "teardown.delete_workloads": (
         "Deletes the Gateway, routes, pool and body-based router this DAG applied, so GKE releases "
-        "their load-balancer resources before the cluster goes.",
+        "their load-balancer resources before the cluster goes. A cluster that is gone, being deleted, "
+        "ERROR or DEGRADED has none to delete: the task says so and succeeds.",
         "kubectl delete -f body-routing.yaml -f gateway.yaml ...",
     ),
     "teardown.wait_gateway_released": (
         "Waits, deferred, until the deleted Gateway is gone: GKE keeps its finalizer while it removes "
         "the load balancer (forwarding rule, proxy, URL map, backends, NEGs), which would otherwise "
-        "outlive the cluster and keep the subnets and the VPC in use.",
+        "outlive the cluster and keep the subnets and the VPC in use. Ends at once when the cluster "
+        "is gone or not serving; what is left is swept after the cluster.",
         "kubectl wait --for=delete gateway/${GATEWAY_NAME} --timeout=30m",
     ),
     "teardown.delete_cluster": (
-        "Deletes the Autopilot cluster if it carries this DAG's label.",
+        "Deletes the Autopilot cluster if it carries this DAG's label, whatever its state (ERROR too) "
+        "and whether the workloads were deleted or not.",
         "gcloud container clusters delete ${CLUSTER_NAME} --region=${REGION}",
     ),
     "teardown.sweep_load_balancer": (

@@ -115,3 +115,30 @@ def test_schedule_is_weekly_and_overridable_from_the_environment(tmp_path):
     env["GKE_INFERENCE_SCHEDULE"] = "0 3 * * 1"
     custom = subprocess.run([sys.executable, "-c", code, dag_file], env=env, capture_output=True, text=True)
     assert custom.stdout.strip() == "0 3 * * 1", custom.stderr[-2000:]
+
+
+def test_the_cluster_delete_does_not_depend_on_the_workloads_but_later_deletes_need_the_one_before(dagbag):
+    """Teardown works when things are broken: a failed workload delete or load-balancer wait does not
+    keep the cluster, subnets and VPC; a subnet still needs the cluster gone, the VPC its subnets gone;
+    and a teardown that did not start (ensure, or a failed pre-flight) deletes nothing."""
+    dag = dagbag.dags["gke_inference_gateway"]
+    task = dag.get_task
+    for task_id in ("teardown.wait_gateway_released", "teardown.delete_cluster"):
+        assert task(task_id).trigger_rule == "all_done_min_one_success", task_id
+        assert "teardown.start" in task(task_id).upstream_task_ids, task_id
+    for task_id in (
+        "teardown.delete_workloads",
+        "teardown.sweep_load_balancer",
+        "teardown.delete_proxy_subnet",
+        "teardown.delete_node_subnet",
+        "teardown.delete_network",
+        "rebuild_after_teardown",
+    ):
+        assert task(task_id).trigger_rule == "all_success", task_id
+    assert task("teardown.sweep_load_balancer").upstream_task_ids == {"teardown.delete_cluster"}
+    assert task("teardown.delete_network").upstream_task_ids == {
+        "teardown.delete_proxy_subnet",
+        "teardown.delete_node_subnet",
+    }
+    assert task("rebuild_after_teardown").upstream_task_ids == {"teardown.delete_network"}
+    assert task("choose_mode").downstream_task_ids == {"build", "teardown.start"}

@@ -22,6 +22,10 @@ OperationStatus = container_v1.Operation.Status
 
 # Cluster states that will not turn RUNNING by waiting.
 FAILED_CLUSTER_STATES = frozenset({ClusterStatus.ERROR, ClusterStatus.DEGRADED})
+# States in which the cluster's Kubernetes API serves its workloads: RECONCILING is "some work is
+# actively being done on the cluster, such as upgrading the master or node software" while it keeps
+# running (https://cloud.google.com/kubernetes-engine/docs/reference/rest/v1/projects.locations.clusters#Status).
+SERVING_CLUSTER_STATES = frozenset({ClusterStatus.RUNNING, ClusterStatus.RECONCILING})
 
 
 class ClusterAuth(NamedTuple):
@@ -267,6 +271,19 @@ def cluster_summary(cluster: container_v1.Cluster, *, location: str, project_id:
         "endpoint": cluster.endpoint,
         "self_link": cluster.self_link,
     }
+
+
+def not_serving(cluster: container_v1.Cluster | None, name: str) -> str | None:
+    """Why a cluster has no Kubernetes API to ask (it does not exist, is being deleted, is ERROR or
+    DEGRADED, is still provisioning), or ``None`` when it serves one."""
+    if cluster is None:
+        return f"cluster {name!r} does not exist"
+    if cluster.status in SERVING_CLUSTER_STATES:
+        return None
+    if cluster.status == ClusterStatus.STOPPING:
+        return f"cluster {name!r} is being deleted (STOPPING)"
+    message = f": {cluster.status_message}" if cluster.status_message else ""
+    return f"cluster {name!r} is {status_name(cluster)}{message}"
 
 
 def cluster_failure(cluster: container_v1.Cluster) -> str | None:

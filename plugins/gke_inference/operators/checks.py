@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,7 +117,24 @@ def raise_for_unexpected(reply: GatewayReply, url: str, model: str, step: str) -
 
 
 class _GatewayCheck(BaseOperator):
-    template_fields: Sequence[str] = ("gateway_address", "port", "model", "prompt", "max_tokens")
+    """Shared by the checks. With ``cluster_name`` and ``location``, an answer that would be retried
+    first looks at what the check depends on (the cluster, the Gateway, the InferencePool) and fails
+    for good, naming it, when one is gone."""
+
+    template_fields: Sequence[str] = (
+        "gateway_address",
+        "port",
+        "model",
+        "prompt",
+        "max_tokens",
+        "cluster_name",
+        "location",
+        "project_id",
+        "gcp_conn_id",
+        "namespace",
+        "gateway_name",
+        "pool_name",
+    )
 
     def __init__(
         self,
@@ -127,6 +145,13 @@ class _GatewayCheck(BaseOperator):
         port: int | str = 80,
         max_tokens: int | str = "{{ params.max_tokens }}",
         request_timeout: float = 120.0,
+        cluster_name: str | None = None,
+        location: str | None = None,
+        project_id: str | None = None,
+        gcp_conn_id: str = "google_cloud_default",
+        namespace: str = "default",
+        gateway_name: str = "",
+        pool_name: str = "",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -136,6 +161,38 @@ class _GatewayCheck(BaseOperator):
         self.prompt = prompt
         self.max_tokens = max_tokens
         self.request_timeout = request_timeout
+        self.cluster_name = cluster_name
+        self.location = location
+        self.project_id = project_id
+        self.gcp_conn_id = gcp_conn_id
+        self.namespace = namespace
+        self.gateway_name = gateway_name
+        self.pool_name = pool_name
+
+    @contextmanager
+    def naming_what_vanished(self) -> Generator[None, None, None]:
+        try:
+            yield
+        except GatewayNotReadyError as exc:
+            gone = self.what_vanished()
+            if gone:
+                raise AirflowFailException(f"{gone} (last error: {exc})") from None
+            raise
+
+    def what_vanished(self) -> str | None:
+        if not (self.cluster_name and self.location):
+            return None
+        from gke_inference.hooks.kubernetes import KubernetesApplyHook  # noqa: PLC0415
+        from gke_inference.operators.kubernetes import optional_param  # noqa: PLC0415
+        from gke_inference.vanished import what_vanished  # noqa: PLC0415
+
+        hook = KubernetesApplyHook(
+            cluster_name=self.cluster_name,
+            location=self.location,
+            project_id=optional_param(self.project_id),
+            gcp_conn_id=self.gcp_conn_id,
+        )
+        return what_vanished(hook, self.namespace, gateway=self.gateway_name, pool=self.pool_name)
 
     def _ask(self) -> tuple[str, GatewayReply]:
         url = chat_completion_url(self.gateway_address, self.port)
@@ -158,8 +215,9 @@ class ChatCompletionCheckOperator(_GatewayCheck):
     """
 
     def execute(self, context: Context) -> dict[str, Any]:
-        url, reply = self._ask()
-        raise_for_unexpected(reply, url, self.model, "tutorial 4.2")
+        with self.naming_what_vanished():
+            url, reply = self._ask()
+            raise_for_unexpected(reply, url, self.model, "tutorial 4.2")
         return self._success(reply)
 
 
@@ -201,6 +259,10 @@ class ModelRoutingCheckOperator(_GatewayCheck):
         self.route_propagation_window = route_propagation_window
 
     def execute(self, context: Context) -> dict[str, Any]:
+        with self.naming_what_vanished():
+            return self._check()
+
+    def _check(self) -> dict[str, Any]:
         url, reply = self._ask()
         if self.expect_status == 200:
             raise_for_unexpected(reply, url, self.model, "tutorial 5.1")

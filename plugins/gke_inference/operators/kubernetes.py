@@ -59,8 +59,10 @@ TUTORIAL_STEPS: Mapping[str, str] = {
     "body-routing.yaml": "tutorial 5.1",
 }
 GATEWAY_API_KINDS = ("HTTPRoute", "Gateway")
-# Kubernetes answers that no retry will change: the object or the request is wrong.
-TERMINAL_KUBE_STATUSES = frozenset({400, 403, 422})
+# Kubernetes answers that no retry will change: the object or the request is wrong (400, 422), the
+# credentials are refused even after a fresh token (401) or lack the permission (403), or what the
+# object lives in does not exist (404: its namespace, or its kind is not served).
+TERMINAL_KUBE_STATUSES = frozenset({400, 401, 403, 404, 422})
 
 _UNSET = frozenset({"", "None", "null"})
 
@@ -410,8 +412,7 @@ class HuggingFaceSecretOperator(ClusterOperatorMixin, BaseOperator):
         try:
             result = self.kube_hook.apply_one(secret, sensitive=True)
         except Exception as exc:
-            if getattr(exc, "http_status", None) in TERMINAL_KUBE_STATUSES:
-                raise AirflowFailException(f"{exc} ({step})") from None
+            _fail_if_terminal(exc, step)
             raise
         return {
             "secret": object_ref(secret),
@@ -462,6 +463,12 @@ class DeleteManifestsOperator(ClusterOperatorMixin, BaseOperator):
     def execute(self, context: Context) -> dict[str, list[str]]:
         objects = self.objects_to_delete(context)
         try:
+            # A cluster that is gone, being deleted, ERROR or DEGRADED has no API to delete through;
+            # its workloads go with it, and what GKE built for its Gateway is swept later.
+            reason = self._why_no_workloads()
+            if reason:
+                self.log.info("Nothing to delete on the cluster: %s", reason)
+                return {"absent": [object_ref(obj) for obj in objects]}
             results = self.kube_hook.delete(objects, owned_only=True)
         except Exception as exc:
             if not (_is_not_found(exc) or is_service_disabled(exc)):
@@ -470,6 +477,13 @@ class DeleteManifestsOperator(ClusterOperatorMixin, BaseOperator):
             self.log.info("Cluster %s does not exist; nothing to delete", self.cluster_name)
             return {"absent": [object_ref(obj) for obj in objects]}
         return _summarize(results)
+
+    def _why_no_workloads(self) -> str | None:
+        from gke_inference.hooks.gke import not_serving  # noqa: PLC0415
+
+        gke = self.kube_hook.gke_hook
+        cluster = gke.find_cluster(self.cluster_name, optional_param(self.project_id))
+        return not_serving(cluster, self.cluster_name)
 
 
 def _summarize(results) -> dict[str, list[str]]:

@@ -159,7 +159,26 @@ class DeleteNetworkOperator(GcpOperator):
             return ABSENT
         if not is_owned_network_description(network.description):
             return NOT_OWNED
+        foreign = self._foreign_subnetworks(hook, network, project)
+        if foreign:
+            # No retry can change this: only whoever made these subnets may delete them.
+            raise AirflowFailException(
+                f"{self.action} (tutorial {self.tutorial_step}): VPC {self.network_name} holds "
+                f"subnetwork(s) the DAG did not create: {', '.join(foreign)}. The VPC was kept on purpose; "
+                "delete those subnetworks yourself (or keep the VPC) and clear this task."
+            )
         return DELETED if hook.delete_network(self.network_name, project) else ABSENT
+
+    @staticmethod
+    def _foreign_subnetworks(hook, network, project: str) -> list[str]:
+        """The VPC's subnetworks (``Network.subnetworks``: their URLs) that lack the DAG's description."""
+        foreign = []
+        for link in network.subnetworks:
+            region, name = link.rstrip("/").split("/")[-3], link.rstrip("/").split("/")[-1]
+            subnetwork = hook.find_subnetwork(name, region, project)
+            if subnetwork is not None and not is_owned_network_description(subnetwork.description):
+                foreign.append(f"{region}/{name}")
+        return foreign
 
 
 class SweepGatewayLoadBalancerOperator(GcpOperator):

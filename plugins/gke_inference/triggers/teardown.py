@@ -33,15 +33,18 @@ class ReleaseState:
     left: tuple[str, ...] = ()
 
 
-def assess_release(gateway: dict | None, cluster_exists: bool, frontend: list[str]) -> ReleaseState:
+def assess_release(
+    gateway: dict | None, cluster_exists: bool, frontend: list[str], no_cluster: str = "the cluster is gone"
+) -> ReleaseState:
     """Done once the Gateway is gone (GKE drops its finalizer only after removing the load balancer).
 
     A Gateway that is not being deleted (not this DAG's, so left alone) gives nothing to wait for;
-    neither does a cluster that is gone: what it left behind is swept before the subnets go.
+    neither does a cluster that is gone or not serving (``no_cluster`` says which): what it left
+    behind is swept before the subnets go.
     """
     left = tuple(frontend)
     if not cluster_exists:
-        return ReleaseState(True, "the cluster is gone; leftovers are swept before the subnets", left)
+        return ReleaseState(True, f"{no_cluster}; leftovers are swept before the subnets", left)
     if gateway is None:
         if left:
             return ReleaseState(
@@ -118,14 +121,16 @@ class GatewayReleasedTrigger(BaseTrigger):
         from gke_inference.operators.teardown_gcp import is_service_disabled  # noqa: PLC0415
 
         # The Gateway first: GKE drops the finalizer after the load balancer, so read in that order.
-        cluster_exists, gateway = self._gateway()
+        no_cluster, gateway = self._gateway()
         try:
             frontend = [str(r) for r in self._leftovers().frontend]
         except Exception as exc:
             if not is_service_disabled(exc):
                 raise
             frontend = []
-        return assess_release(gateway, cluster_exists, frontend)
+        if no_cluster:
+            return assess_release(None, False, frontend, no_cluster)
+        return assess_release(gateway, True, frontend)
 
     def _leftovers(self):  # noqa: ANN202
         from gke_inference.hooks.loadbalancers import LoadBalancerHook, find_gateway_leftovers  # noqa: PLC0415
@@ -140,11 +145,16 @@ class GatewayReleasedTrigger(BaseTrigger):
             region=self.location,
         )
 
-    def _gateway(self) -> tuple[bool, dict | None]:
-        """(whether the cluster exists, the Gateway or None)."""
+    def _gateway(self) -> tuple[str | None, dict | None]:
+        """(why the cluster has no Kubernetes API to ask, or None; the Gateway or None).
+
+        The Container API is asked first: a cluster gone, being deleted, ERROR or DEGRADED holds no
+        Gateway to wait for, and its Kubernetes API is not tried.
+        """
         from google.api_core import exceptions as api_exceptions  # noqa: PLC0415
         from kubernetes.dynamic.exceptions import ResourceNotFoundError  # noqa: PLC0415
 
+        from gke_inference.hooks.gke import not_serving  # noqa: PLC0415
         from gke_inference.hooks.kubernetes import KubernetesApplyHook  # noqa: PLC0415
         from gke_inference.operators.teardown_gcp import is_service_disabled  # noqa: PLC0415
 
@@ -155,12 +165,17 @@ class GatewayReleasedTrigger(BaseTrigger):
             gcp_conn_id=self.gcp_conn_id,
         )
         try:
-            return True, hook.get(GATEWAY_API_VERSION, "Gateway", self.gateway_name, self.namespace)
+            reason = not_serving(
+                hook.gke_hook.find_cluster(self.cluster_name, self.project_id), self.cluster_name
+            )
+            if reason:
+                return reason, None
+            return None, hook.get(GATEWAY_API_VERSION, "Gateway", self.gateway_name, self.namespace)
         except ResourceNotFoundError:
-            return True, None  # the Gateway API is not served: no Gateway can exist
+            return None, None  # the Gateway API is not served: no Gateway can exist
         except Exception as exc:
             if isinstance(exc, api_exceptions.NotFound) or is_service_disabled(exc):
-                return False, None
+                return f"cluster {self.cluster_name!r} does not exist", None
             raise
 
     async def run(self) -> AsyncIterator[TriggerEvent]:

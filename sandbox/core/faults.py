@@ -165,15 +165,37 @@ class FaultTable:
 
 
 class RequestLog:
-    """The last requests served by every sandbox server (no headers or bodies: they may hold secrets)."""
+    """The last requests served by every sandbox server (no headers or bodies: they may hold secrets).
+
+    An entry has api, method, path, query, status and ts; a request a fault delayed also has
+    ``delayed: True`` and ``client_gone``: whether the client had closed the connection (e.g. its
+    timeout ran out) before the delay ended.
+    """
 
     def __init__(self, capacity: int = 20_000) -> None:
         self._entries: collections.deque[dict] = collections.deque(maxlen=capacity)
 
-    def append(self, api: str, method: str, path: str, query: str, status: int | None) -> None:
-        self._entries.append(
-            {"api": api, "method": method, "path": path, "query": query, "status": status, "ts": time.time()}
-        )
+    def append(
+        self,
+        api: str,
+        method: str,
+        path: str,
+        query: str,
+        status: int | None,
+        client_gone: bool | None = None,
+    ) -> None:
+        """``client_gone`` is given (True or False) only for a request a fault delayed."""
+        entry = {
+            "api": api,
+            "method": method,
+            "path": path,
+            "query": query,
+            "status": status,
+            "ts": time.time(),
+        }
+        if client_gone is not None:
+            entry.update(delayed=True, client_gone=client_gone)
+        self._entries.append(entry)
 
     def entries(self, api: str | None = None) -> list[dict]:
         return [dict(entry) for entry in self._entries if api is None or entry["api"] == api]
@@ -229,9 +251,15 @@ def fault_middleware(api_name: str, sandbox: Any):
     async def middleware(request: web.Request, handler):
         rule = sandbox.faults.take(api_name, request.method, request.path)
         status: int | None = None
+        client_gone: bool | None = None
         try:
             if rule is not None and rule.delay:
-                await asyncio.sleep(float(rule.delay))
+                try:
+                    await asyncio.sleep(float(rule.delay))
+                except asyncio.CancelledError:
+                    client_gone = True  # servers with handler_cancellation cancel on disconnect
+                    raise
+                client_gone = _client_gone(request)
             if rule is not None and rule.drop:
                 # Abort rather than close: the client sees a reset, and aiohttp skips the response.
                 if request.transport is not None:
@@ -250,6 +278,14 @@ def fault_middleware(api_name: str, sandbox: Any):
             status = 500  # aiohttp answers an unhandled error with 500
             raise
         finally:
-            sandbox.log.append(api_name, request.method, request.path, request.query_string, status)
+            sandbox.log.append(
+                api_name, request.method, request.path, request.query_string, status, client_gone
+            )
 
     return middleware
+
+
+def _client_gone(request: web.Request) -> bool:
+    """True when the client closed the connection (e.g. its timeout ran out) while we held the answer."""
+    transport = request.transport
+    return transport is None or transport.is_closing()

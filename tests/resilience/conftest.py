@@ -1,4 +1,4 @@
-"""Resilience fixtures: Airflow-like retries, a short client timeout, and the fault matrix report.
+"""Resilience fixtures: Airflow's own retries, a short client timeout, and the fault matrix report.
 
 Every fault-matrix cell is one parametrized test whose id is ``<call>|<fault>``; its outcome is
 collected here and printed at the end of the run (``pytest_terminal_summary``), so ``make test``
@@ -7,6 +7,7 @@ shows the matrix without ``-s``.
 
 from __future__ import annotations
 
+import datetime
 import json
 import uuid
 from collections import defaultdict
@@ -78,11 +79,12 @@ def matrix_table(columns: tuple[str, ...], not_applicable: dict[tuple[str, str],
 
 @dataclass
 class Tries:
-    """How a task fared under Airflow-like retries."""
+    """How a task fared under Airflow's retries."""
 
     count: int = 0
     result: Any = None
     errors: list[BaseException] = field(default_factory=list)
+    state: str = ""
 
 
 def _run_like_airflow(attempt: Callable[[], Any], max_tries: int = MAX_TRIES) -> Tries:
@@ -103,8 +105,75 @@ def _run_like_airflow(attempt: Callable[[], Any], max_tries: int = MAX_TRIES) ->
 
 @pytest.fixture(scope="session")
 def run_like_airflow() -> Callable[..., Tries]:
-    """``run_like_airflow(attempt, max_tries=3) -> Tries``: call ``attempt`` as Airflow retries a task."""
+    """``run_like_airflow(attempt, max_tries=3) -> Tries``: call ``attempt`` as Airflow retries a task
+    (a loop, for tests whose call must run in the test's own frame; the fault matrix uses
+    ``run_in_airflow``: Airflow's own retries)."""
     return _run_like_airflow
+
+
+# The DAG that runs fault-matrix cells: dag.test() needs its dag_id in a DAG bundle, so a
+# stub with that id lives in a DAGs folder of its own (the task itself comes from the test).
+CELL_DAG_ID = "fault_matrix_cell"
+_CELL_DAG_FILE = f'from airflow.sdk import DAG\n\ndag = DAG("{CELL_DAG_ID}", schedule=None)\n'
+
+
+@pytest.fixture(scope="session")
+def cell_dags_folder(tmp_path_factory) -> str:
+    folder = tmp_path_factory.mktemp("cell_dags")
+    (folder / "fault_matrix_cell.py").write_text(_CELL_DAG_FILE)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def run_in_airflow(cell_dags_folder) -> Callable[..., dict[str, Tries]]:
+    """``run_in_airflow({task_id: attempt, ...}, max_tries=3) -> {task_id: Tries}``: one DAG run by
+    ``dag.test()`` whose tasks call the attempts one after the other (each runs whatever the one
+    before did), with ``retries=max_tries - 1`` and no retry delay. ``count`` is the task
+    instance's try_number, ``state`` its final state, ``errors`` what each failed try raised.
+    One DAG run costs about 3 s here, so a caller groups its attempts into few runs."""
+    from airflow import settings
+    from airflow.providers.standard.operators.python import PythonOperator
+    from airflow.sdk import DAG, chain
+
+    def run(attempts: dict[str, Callable[[], Any]], max_tries: int = MAX_TRIES) -> dict[str, Tries]:
+        tries = {task_id: Tries() for task_id in attempts}
+
+        def act(task_id: str) -> None:
+            try:
+                tries[task_id].result = attempts[task_id]()
+            except BaseException as exc:
+                tries[task_id].errors.append(exc)
+                raise
+
+        with DAG(CELL_DAG_ID, schedule=None, start_date=datetime.datetime(2024, 1, 1)) as dag:
+            tasks = [
+                PythonOperator(
+                    task_id=task_id,
+                    python_callable=act,
+                    op_args=[task_id],
+                    retries=max_tries - 1,
+                    retry_delay=datetime.timedelta(seconds=0),
+                    trigger_rule="all_done",
+                )
+                for task_id in attempts
+            ]
+            chain(*tasks)
+        patch = pytest.MonkeyPatch()
+        # dag.test() writes the DAG through the dags-folder bundle, whose path is settings.DAGS_FOLDER
+        # (read once at import): both point at the folder holding the cell DAG's id.
+        patch.setattr(settings, "DAGS_FOLDER", cell_dags_folder)
+        patch.setenv("AIRFLOW__CORE__DAGS_FOLDER", cell_dags_folder)
+        patch.setenv("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+        try:
+            instances = dag.test().get_task_instances()
+        finally:
+            patch.undo()
+        for instance in instances:
+            tries[instance.task_id].count = instance.try_number
+            tries[instance.task_id].state = str(instance.state)
+        return tries
+
+    return run
 
 
 @pytest.fixture
@@ -149,7 +218,17 @@ def serving_cluster(sandbox):
     saved = connection_env(sandbox)
     try:
         cluster = build_cluster(sandbox, proxy_only_subnet=True)
-        address = serve(cluster, new_namespace(cluster), body_routing=False)
+        _serving_namespace[cluster] = new_namespace(cluster)
+        address = serve(cluster, _serving_namespace[cluster], body_routing=False)
     finally:
         saved.undo()
     return cluster, address
+
+
+_serving_namespace: dict[Any, str] = {}
+
+
+@pytest.fixture(scope="session")
+def serving_namespace(serving_cluster) -> str:
+    """The namespace where ``serving_cluster`` serves the model (its pods, Gateway, pool, route)."""
+    return _serving_namespace[serving_cluster[0]]

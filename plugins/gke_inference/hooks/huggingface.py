@@ -5,7 +5,8 @@
 which the Hub answers 403 GatedRepo until the access request is accepted.
 
 The connection's password is the token; its optional extra ``endpoint`` points the client at
-another Hub (e.g. a local twin), as ``api_endpoint`` does for the Google hooks. Errors raised here
+another Hub (e.g. a local twin), as ``api_endpoint`` does for the Google hooks, and its optional
+extra ``request_timeout`` (seconds, 30 by default) bounds the request. Errors raised here
 name the connection and the model, never the token.
 """
 
@@ -17,6 +18,7 @@ from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.sdk.log import mask_secret
 
+from gke_inference.hooks._base import parse_request_timeout
 from gke_inference.hooks._errors import InvalidInputError
 
 HUB_URL = "https://huggingface.co"
@@ -40,6 +42,10 @@ class HuggingFaceHubHook(BaseHook):
         super().__init__(**kwargs)
         self.hf_conn_id = hf_conn_id
 
+    def request_timeout(self) -> float:
+        connection = self.get_connection(self.hf_conn_id)
+        return parse_request_timeout((connection.extra_dejson or {}).get("request_timeout"), self.hf_conn_id)
+
     def token_and_endpoint(self) -> tuple[str, str | None]:
         try:
             connection = self.get_connection(self.hf_conn_id)
@@ -62,16 +68,17 @@ class HuggingFaceHubHook(BaseHook):
         """Return when the token may download ``model``; raise ``HubTokenError`` when it may not
         (bad token, gated model without access, no such model). Anything else (5xx, 429, a reset)
         propagates for a retry."""
-        from huggingface_hub import HfApi, constants
+        from huggingface_hub import constants
         from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
 
         token, endpoint = self.token_and_endpoint()
+        timeout = self.request_timeout()
         # Talk to the configured endpoint only: with telemetry on, huggingface_hub first fetches an
         # "agent harnesses" list from huggingface.co (or HF_ENDPOINT) whatever the HfApi endpoint
         # (huggingface_hub/utils/_detect_agent.py). Same switch as the HF_HUB_DISABLE_TELEMETRY variable.
         constants.HF_HUB_DISABLE_TELEMETRY = True
         try:
-            HfApi(endpoint=endpoint, token=token).auth_check(model)
+            _auth_check(endpoint or constants.ENDPOINT, token, model, timeout)
         except GatedRepoError as exc:
             raise HubTokenError(
                 f"The token of connection {self.hf_conn_id!r} has no access to the gated model {model!r} "
@@ -96,3 +103,16 @@ class HuggingFaceHubHook(BaseHook):
                     f"(HTTP {exc.response.status_code}: {exc.response.headers.get('X-Error-Message') or ''})"
                 ) from None
             raise
+
+
+def _auth_check(endpoint: str, token: str, model: str, timeout: float) -> None:
+    """``HfApi.auth_check`` with a timeout: the library's own call has none (its client's default
+    timeout is None, huggingface_hub/utils/_http.py), so a stalled Hub would hold the task forever."""
+    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+    response = get_session().get(
+        f"{endpoint.rstrip('/')}/api/models/{model}/auth-check",
+        headers=build_hf_headers(token=token),
+        timeout=timeout,
+    )
+    hf_raise_for_status(response)

@@ -132,19 +132,23 @@ class KubernetesApplyHook(BaseHook):
         configuration.api_key_prefix = {"BearerToken": "Bearer"}
         configuration.refresh_api_key_hook = refresh_token
         refresh_token(configuration)
-        return ApiClient(configuration)
+        return BoundedApiClient(configuration, self.request_timeout)
+
+    # A polling trigger retries by polling again, and needs a failed poll back soon (to look at what
+    # vanished): it sets a shorter budget (triggers.kubernetes).
+    retry_policy = DEFAULT_RETRY
 
     def _call(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """``function`` under the retry policy; a 401 gets one fresh token and one more try."""
         try:
-            return DEFAULT_RETRY(function)(*args, **kwargs)
+            return self.retry_policy(function)(*args, **kwargs)
         except ApiException as exc:
             if exc.status != 401:
                 raise
         self.log.info("The cluster refused the access token (HTTP 401); fetching a new one")
         self._token_refused = True
         try:
-            return DEFAULT_RETRY(function)(*args, **kwargs)
+            return self.retry_policy(function)(*args, **kwargs)
         except ApiException as exc:
             if exc.status != 401:
                 raise
@@ -299,6 +303,23 @@ class KubernetesApplyHook(BaseHook):
                 )
             time.sleep(CRD_POLL_INTERVAL)
         self.invalidate_discovery()
+
+
+class BoundedApiClient(ApiClient):
+    """An ApiClient whose every request is bounded by ``request_timeout`` unless the call sets its own.
+
+    Discovery (``GET /api``, ``/apis``, ``/version``) goes through ``DynamicClient.request``, which
+    passes no ``_request_timeout``; urllib3 would then wait forever on a stalled API server.
+    """
+
+    def __init__(self, configuration: Configuration, request_timeout: float) -> None:
+        super().__init__(configuration)
+        self.request_timeout = request_timeout
+
+    def call_api(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("_request_timeout") is None:
+            kwargs["_request_timeout"] = self.request_timeout
+        return super().call_api(*args, **kwargs)
 
 
 def _apply_action(before: dict | None, resource_version_after: str | None) -> ApplyAction:

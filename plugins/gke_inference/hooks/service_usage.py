@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 from collections.abc import Iterable
 from functools import cached_property
 
 from google.api_core import exceptions as api_exceptions
-from google.api_core.future.polling import DEFAULT_POLLING
 from google.cloud import service_usage_v1
 
 from gke_inference.hooks._base import EndpointAwareGoogleHook
-from gke_inference.hooks._errors import InvalidInputError, OperationFailedError, OperationTimeoutError
-from gke_inference.hooks._operations import DEFAULT_OPERATION_TIMEOUT
+from gke_inference.hooks._errors import InvalidInputError, OperationFailedError
+from gke_inference.hooks._operations import DEFAULT_OPERATION_TIMEOUT, poll_until
 from gke_inference.hooks._retry import DEFAULT_RETRY
 
 # The Service Usage API accepts at most 20 services per batchEnable call.
 BATCH_ENABLE_LIMIT = 20
+OPERATION_POLL_INTERVAL = 10.0
 
 
 class ServiceUsageHook(EndpointAwareGoogleHook):
@@ -63,16 +62,18 @@ class ServiceUsageHook(EndpointAwareGoogleHook):
             timeout=self.request_timeout,
         )
         description = f"Enabling {', '.join(services)}"
-        try:
-            operation.result(
-                timeout=timeout,
+        # Polled here rather than with operation.result(): its refreshes carry no request timeout.
+        done = poll_until(
+            lambda: self.client.get_operation(
+                request={"name": operation.operation.name},
                 retry=DEFAULT_RETRY,
-                polling=DEFAULT_POLLING.with_delay(initial=0.5, maximum=10.0),
-            )
-        except concurrent.futures.TimeoutError:
-            raise OperationTimeoutError(f"{description} still running after {timeout:.0f} s") from None
-        except api_exceptions.GoogleAPICallError as exc:
-            latest = operation.operation
-            if latest.done and latest.error.code:
-                raise OperationFailedError(description, latest.error.message, http_status=exc.code) from exc
-            raise
+                timeout=self.request_timeout,
+            ),
+            lambda latest: latest.done,
+            description=description,
+            timeout=timeout,
+            poll_interval=OPERATION_POLL_INTERVAL,
+        )
+        if done.error.code:
+            http_status = api_exceptions.from_grpc_status(done.error.code, done.error.message).code
+            raise OperationFailedError(description, done.error.message, http_status=http_status)

@@ -16,13 +16,16 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from gke_inference.hooks._retry import describe_error, http_status_of, is_transient
+from gke_inference.hooks._retry import describe_error, http_status_of, is_transient, transient_retry
 from gke_inference.kube_objects import find_condition
 
 if TYPE_CHECKING:
     from gke_inference.hooks.kubernetes import KubernetesApplyHook
 
 GATEWAY_API_VERSION = "gateway.networking.k8s.io/v1"
+# Seconds one poll may spend retrying transient errors: the loop polls again anyway, and a failed
+# poll is the moment to look at whether the cluster is gone.
+POLL_RETRY_BUDGET = 5.0
 
 # Container waiting reasons that do not clear up by themselves.
 FATAL_WAITING_REASONS = {
@@ -225,6 +228,7 @@ class ClusterPollingTrigger(BaseTrigger):
             project_id=self.project_id,
             gcp_conn_id=self.gcp_conn_id,
         )
+        hook.retry_policy = transient_retry(timeout=POLL_RETRY_BUDGET)
         hook.dynamic_client  # noqa: B018 -- connect and discover now, in the worker thread
         return hook
 
@@ -239,6 +243,10 @@ class ClusterPollingTrigger(BaseTrigger):
                     hook = await asyncio.to_thread(self._make_hook)
                 verdict = await asyncio.to_thread(self.check, hook, now)
             except Exception as exc:
+                gone = await asyncio.to_thread(self.what_vanished)
+                if gone:  # what the wait depends on is gone: final, named (gke_inference.vanished)
+                    yield TriggerEvent(self._event("failed", f"{gone} (last error: {describe_error(exc)})"))
+                    return
                 if http_status_of(exc) == 401:
                     hook = None  # credentials or cluster endpoint changed: rebuild on the next poll
                 elif not is_transient(exc):
@@ -276,6 +284,17 @@ class ClusterPollingTrigger(BaseTrigger):
 
     def _event(self, status: str, message: str, result: Any = None) -> dict[str, Any]:
         return {"status": status, "message": message, "result": result}
+
+    def what_vanished(self) -> str | None:
+        """After a failed poll: the cluster gone, being deleted or broken, said in the tutorial's words."""
+        from gke_inference.hooks.gke import GKEClusterHook  # noqa: PLC0415
+        from gke_inference.vanished import cluster_vanished  # noqa: PLC0415
+
+        try:
+            gke = GKEClusterHook(location=self.location, gcp_conn_id=self.gcp_conn_id)
+            return cluster_vanished(gke, self.cluster_name, self.project_id)
+        except Exception:  # cannot tell: the original error stands
+            return None
 
 
 class PodsReadyTrigger(ClusterPollingTrigger):
@@ -351,6 +370,11 @@ class GatewayAddressTrigger(ClusterPollingTrigger):
             gateway = hook.get(GATEWAY_API_VERSION, "Gateway", self.gateway_name, self.namespace)
         except ResourceNotFoundError:
             return Verdict(state="the cluster does not serve the Gateway API yet")
+        if gateway is None:  # the DAG applied it before this wait: it was deleted out of band
+            from gke_inference.vanished import object_vanished  # noqa: PLC0415
+
+            gone = object_vanished(hook, self.namespace, gateway=self.gateway_name)
+            return Verdict(state=f"Gateway {self.gateway_name} does not exist", failure=gone)
         return assess_gateway(gateway, self.gateway_name)
 
 

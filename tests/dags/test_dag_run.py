@@ -7,7 +7,10 @@ DAG live here; faults and edge cases are covered at the hook, operator and trigg
 from __future__ import annotations
 
 import pytest
+from airflow.sdk import BaseBranchOperator
 
+from gke_inference.operators.project_network import TUTORIAL_SERVICES
+from gke_inference.params import build_params
 from sandbox.core.faults import creating_requests
 from sandbox.testing import GoogleClients
 from scripts.demo import run_report
@@ -22,11 +25,19 @@ def run(dag, **conf):
     return dag_run, states
 
 
-def test_first_run_builds_everything_and_the_checks_pass(dag, sandbox):
-    dag_run, states = run(dag)
+@pytest.fixture(scope="module")
+def first_run(dag, sandbox):
+    """The module's first run on the default names: each test that needs it gets the same run, in
+    whatever order the tests run."""
+    return run(dag)
+
+
+def test_first_run_builds_everything_and_the_checks_pass(first_run, sandbox):
+    dag_run, states = first_run
     assert dag_run.state == "success", states
     skipped = {task for task, state in states.items() if state == "skipped"}
     assert skipped == {
+        "teardown.start",
         "teardown.delete_workloads",
         "teardown.wait_gateway_released",
         "teardown.delete_cluster",
@@ -45,12 +56,60 @@ def test_first_run_builds_everything_and_the_checks_pass(dag, sandbox):
     assert "Gateway/default/inference-gateway" in report["created"]
 
 
-def test_rerun_on_the_finished_environment_creates_nothing(dag, sandbox):
+def test_the_first_runs_report_tells_what_happened(first_run, dag, sandbox):
+    dag_run, states = first_run
+    report = run_report(dag_run)
+    defaults = {name: param.value for name, param in build_params().items()}
+
+    assert report["project_id"] == sandbox.info["project_id"]
+    assert dag_run.run_type == "manual" and report["mode"] == "ensure", "a manual run defaults to ensure"
+    assert report["wrong_model_status"] == 404
+    cluster_key = f"projects/{report['project_id']}/locations/us-central1/clusters/{defaults['cluster_name']}"
+    store = sandbox.sandbox.clusters[cluster_key].store
+    model_pods = sandbox.run(store.list, "v1", "Pod", "default", {"app": defaults["model_app_label"]})
+    assert report["served_by_pod"] in {pod["metadata"]["name"] for pod in model_pods}
+    touched = set(report["created"]) | set(report["found"])
+    assert not set(report["created"]) & set(report["found"])
+    assert {
+        *TUTORIAL_SERVICES,
+        defaults["network_name"],
+        defaults["subnet_name"],
+        defaults["proxy_subnet_name"],
+        defaults["cluster_name"],
+        "Secret/default/hf-token",
+        "Gateway/default/inference-gateway",
+        f"Deployment/default/{defaults['model_app_label']}",
+    } <= touched
+    assert report["section_seconds"] == pytest.approx(section_spans(dag, dag_run, states), abs=1.5)
+
+
+def section_spans(dag, dag_run, states: dict) -> dict[str, float]:
+    """Each section's span from the metadata DB: first task start to last task end, of the tasks that
+    ran. A branch task ends by raising DownstreamTasksSkipped, so Airflow's task runner calls no
+    post_execute for it (airflow/sdk/execution_time/task_runner.py) and it records no timing."""
+    spans: dict[str, list] = {}
+    for ti in dag_run.get_task_instances():
+        task = dag.get_task(ti.task_id)
+        if (
+            states[ti.task_id] != "success"
+            or ti.task_id == "run_report"
+            or isinstance(task, BaseBranchOperator)
+        ):
+            continue
+        section = spans.setdefault(ti.task_id.split(".", 1)[0], [ti.start_date, ti.end_date])
+        section[0], section[1] = min(section[0], ti.start_date), max(section[1], ti.end_date)
+    return {name: (end - start).total_seconds() for name, (start, end) in spans.items()}
+
+
+def test_rerun_on_the_finished_environment_creates_nothing(first_run, dag, sandbox):
+    first_report = run_report(first_run[0])
     before = len(sandbox.requests())
     dag_run, states = run(dag)
     assert dag_run.state == "success", states
     assert creating_requests(sandbox.requests()[before:]) == []
-    assert run_report(dag_run)["created"] == []
+    report = run_report(dag_run)
+    assert report["created"] == []
+    assert set(report["found"]) == set(first_report["created"]) | set(first_report["found"])
 
 
 def test_non_default_params_are_what_the_sandbox_ends_up_with(dag, sandbox):

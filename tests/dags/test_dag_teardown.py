@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from sandbox.testing import unique_name
+from tests.dags.teardown_order import assert_teardown_order
 
 pytestmark = pytest.mark.dag
 REGION = "us-central1"
@@ -62,7 +63,10 @@ def test_teardown_waits_for_the_load_balancer_and_leaves_nothing(dag, sandbox, c
     assert refused == [], "a delete was refused: the DAG did not wait for GKE"
     swept = [e["path"] for e in requests if e["method"] == "DELETE" and "/gkegw1-" in e["path"]]
     assert swept == [], "GKE removed the load balancer; the sweep had nothing to do"
-    deletes = [e["path"] for e in requests if e["method"] == "DELETE"]
-    gateway = next(i for i, path in enumerate(deletes) if "/gateways/" in path)
-    cluster = next(i for i, path in enumerate(deletes) if "/clusters/" in path)
-    assert gateway < cluster
+    assert_teardown_order(
+        requests,
+        cluster_name=conf["cluster_name"],
+        subnet_names={conf["subnet_name"], conf["proxy_subnet_name"]},
+        network_name=conf["network_name"],
+        workloads=True,
+    )

@@ -13,6 +13,12 @@ GATEWAY_SENSOR = "verify.wait_gateway_address"
 CHAT_CHECK = "verify.check_chat_completion"
 REJECTION_CHECK = "body_routing.check_wrong_model_rejected"
 
+# The list keys the tasks' XComs use, by what they mean for the report. Kubernetes objects come from
+# server-side apply ({"created", "updated", "unchanged"}), APIs from the enable step ({"enabled",
+# "already_enabled"}); an object that was updated existed before the run, so it was found.
+CREATED_LISTS = ("created", "enabled")
+FOUND_LISTS = ("found", "updated", "unchanged", "already_enabled")
+
 
 class RunReportOperator(BaseOperator):
     """Collects what the run's tasks reported into one summary."""
@@ -27,6 +33,7 @@ class RunReportOperator(BaseOperator):
         address = results.get(GATEWAY_SENSOR)
         chat = results.get(CHAT_CHECK) or {}
         rejection = results.get(REJECTION_CHECK) or {}
+        created, found = outcomes(results)
         report = {
             "project_id": ti.xcom_pull(task_ids="plan_run", key="project_id"),
             "mode": ti.xcom_pull(task_ids="plan_run", key="mode"),
@@ -35,24 +42,35 @@ class RunReportOperator(BaseOperator):
             "model_reply": chat.get("reply"),
             "served_by_pod": chat.get("pod"),
             "wrong_model_status": rejection.get("status"),
-            "created": sorted(_names(results, "created")),
-            "found": sorted(_names(results, "found")),
+            "created": sorted(created),
+            "found": sorted(found),
         }
         self.log.info("Run report:\n%s", json.dumps(report, indent=2, ensure_ascii=False))
         return report
 
 
-def _names(results: dict[str, Any], outcome: str) -> set[str]:
-    """Tasks report `{"created": bool}` for one resource or `{"created": [...], "found": [...]}` for many."""
-    names: set[str] = set()
+def outcomes(results: dict[str, Any]) -> tuple[set[str], set[str]]:
+    """What the run created and what it found already there, from the tasks' XComs.
+
+    One resource reports `{"name", "created": bool}`, the Hugging Face Secret `{"secret", "action"}`,
+    many resources report lists (CREATED_LISTS, FOUND_LISTS). What the run created is not also found.
+    """
+    created: set[str] = set()
+    found: set[str] = set()
     for task_id, result in results.items():
         if not isinstance(result, dict):
             continue
-        value = result.get(outcome)
-        if isinstance(value, list):
-            names.update(str(item) for item in value)
-        elif outcome == "created" and value is True:
-            names.add(result.get("name") or task_id)
-        elif outcome == "found" and result.get("created") is False:
-            names.add(result.get("name") or task_id)
-    return names
+        for key in CREATED_LISTS:
+            created.update(_strings(result.get(key)))
+        for key in FOUND_LISTS:
+            found.update(_strings(result.get(key)))
+        if isinstance(result.get("created"), bool):
+            (created if result["created"] else found).add(result.get("name") or task_id)
+        if "action" in result:
+            (created if result["action"] == "created" else found).add(result.get("secret") or task_id)
+    # A later task may apply an object an earlier one created (body routing replaces the route).
+    return created, found - created
+
+
+def _strings(value: Any) -> list[str]:
+    return [str(item) for item in value] if isinstance(value, list) else []

@@ -115,7 +115,8 @@ class AirflowApi:
 
 @pytest.fixture(scope="package")
 def hf_canary() -> str:
-    return f"hf_canary_{secrets.token_hex(12)}"
+    # "/" and "+" make its URL-encoded form differ from the plaintext, so both can be searched for.
+    return f"hf_canary_{secrets.token_hex(12)}/{secrets.token_hex(4)}+"
 
 
 @pytest.fixture(scope="package")

@@ -4,13 +4,22 @@ The runs here are in-process `dag.test()` runs against the shared sandbox (cheap
 stack; the scheduler plays no part in what a mode does). One environment goes through rebuild,
 teardown and teardown again: it uses a pre-existing VPC and node subnet (existing-network mode)
 next to an unrelated cluster, neither of which the DAG owns.
+
+Each run is a module fixture that asks for the run before it (teardown needs the rebuild's
+workloads, the second teardown the first), and records the state it left right after it ran; so
+any test can run alone or in any order and still sees its own run's outcome.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Generator
+from datetime import time
+
 import pytest
 from google.cloud import compute_v1, container_v1
 
+from gke_inference.gke_version import serves_inference_pool_crd
 from gke_inference.operators.kubernetes import DeleteManifestsOperator
 from gke_inference.operators.teardown_gcp import (
     DeleteClusterOperator,
@@ -20,11 +29,14 @@ from gke_inference.operators.teardown_gcp import (
 from gke_inference.ownership import GCP_LABELS, NETWORK_DESCRIPTION
 from sandbox.gcp.state import Project, project_number_for
 from sandbox.testing import GoogleClients, enable_gke_apis, unique_name, wait_until
+from scripts.demo import run_report
+from tests.dags.scheduled_run import scheduled_runs
 from tests.resilience.stack.conftest import environment_names
 
 pytestmark = pytest.mark.dag
 
 REGION = "us-central1"
+OLD_GKE_VERSION = "1.33.5-gke.1080000"
 
 
 @pytest.fixture(scope="module")
@@ -102,10 +114,6 @@ def network_names(google: GoogleClients) -> set[str]:
     return {n.name for n in google.networks.list(project=google.project)}
 
 
-def deletes(sandbox, since: int) -> list[str]:
-    return [f"{e['path']}" for e in sandbox.requests()[since:] if e["method"] == "DELETE"]
-
-
 def gcp_deletes(sandbox, since: int) -> list[str]:
     return [e["path"] for e in sandbox.requests()[since:] if e["method"] == "DELETE" and e["api"] != "kube"]
 
@@ -148,50 +156,119 @@ def assert_foreign_resources_survive(google, existing_network) -> None:
     assert cluster_exists(google, existing_network["unrelated_cluster"])
 
 
-def test_rebuild_deletes_what_the_dag_owns_then_builds_it_again(dag, sandbox, google, existing_network):
+def environment_state(google, conf: dict) -> dict:
+    return {
+        "cluster": cluster_exists(google, conf["cluster_name"]),
+        "proxy_subnet": conf["proxy_subnet_name"] in subnetwork_names(google),
+    }
+
+
+@contextlib.contextmanager
+def new_clusters_run_gke(sandbox, version: str) -> Generator[None]:
+    """While inside, GKE gives new clusters this version (the twin's default for the release channel)."""
+    original = sandbox.sandbox.gke_version
+    sandbox.run(setattr, sandbox.sandbox, "gke_version", version)
+    try:
+        yield
+    finally:
+        sandbox.run(setattr, sandbox.sandbox, "gke_version", original)
+
+
+@pytest.fixture(scope="module")
+def rebuilt(dag, sandbox, google, existing_network) -> dict:
+    """A scheduled run, with no mode in its conf, on the environment an earlier build left; new
+    clusters get a GKE version below 1.34.0-gke.1626000 meanwhile, so the rebuilt cluster needs the
+    full CRD set (tutorial 2.2). Its run, task states, requests, and what it left."""
+    conf = existing_network["conf"]
+    assert "mode" not in conf
+    before = len(sandbox.requests())
+    with new_clusters_run_gke(sandbox, OLD_GKE_VERSION), scheduled_runs():
+        dag_run = dag.test(run_conf=conf)
+    states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+    assert dag_run.state == "success", states
+    return {
+        "dag_run": dag_run,
+        "states": states,
+        "requests": sandbox.requests()[before:],
+        "after": environment_state(google, conf),
+    }
+
+
+@pytest.fixture(scope="module")
+def torn_down(dag, sandbox, google, existing_network, rebuilt) -> dict:
+    """A teardown of the rebuilt environment (workloads and all)."""
     conf = existing_network["conf"]
     before = len(sandbox.requests())
+    states = run(dag, {**conf, "mode": "teardown"})
+    return {
+        "states": states,
+        "requests": sandbox.requests()[before:],
+        "after": environment_state(google, conf),
+    }
 
-    run(dag, {**conf, "mode": "rebuild"})
 
-    requests = [f"{e['method']} {e['path']}" for e in sandbox.requests()[before:]]
+@pytest.fixture(scope="module")
+def torn_down_again(dag, sandbox, existing_network, torn_down) -> dict:
+    before = len(sandbox.requests())
+    run(dag, {**existing_network["conf"], "mode": "teardown"})
+    return {"requests": sandbox.requests()[before:]}
+
+
+def delete_paths(requests: list[dict], *, gcp_only: bool = False) -> list[str]:
+    return [e["path"] for e in requests if e["method"] == "DELETE" and not (gcp_only and e["api"] == "kube")]
+
+
+def test_rebuild_deletes_what_the_dag_owns_then_builds_it_again(google, existing_network, rebuilt):
+    conf = existing_network["conf"]
+    requests = [f"{e['method']} {e['path']}" for e in rebuilt["requests"]]
     cluster_name, proxy = conf["cluster_name"], conf["proxy_subnet_name"]
     delete_cluster = requests.index(f"DELETE /v1/{cluster_path(google, cluster_name)}")
     create_cluster = requests.index(f"POST /v1/projects/{google.project}/locations/{REGION}/clusters")
     assert delete_cluster < create_cluster
     proxy_path = f"/compute/v1/projects/{google.project}/regions/{REGION}/subnetworks"
     assert requests.index(f"DELETE {proxy_path}/{proxy}") < requests.index(f"POST {proxy_path}")
-    assert sorted(gcp_deletes(sandbox, before)) == sorted(
+    assert sorted(delete_paths(rebuilt["requests"], gcp_only=True)) == sorted(
         [f"/v1/{cluster_path(google, cluster_name)}", f"{proxy_path}/{proxy}"]
     )
-    assert cluster_exists(google, cluster_name) and proxy in subnetwork_names(google)
+    assert rebuilt["after"] == {"cluster": True, "proxy_subnet": True}
     assert_foreign_resources_survive(google, existing_network)
 
 
-def test_teardown_deletes_only_what_carries_the_dags_mark(dag, sandbox, google, existing_network):
-    conf = existing_network["conf"]
-    before = len(sandbox.requests())
+def test_a_scheduled_run_rebuilds(rebuilt):
+    dag_run = rebuilt["dag_run"]
+    assert dag_run.run_type == "scheduled"
+    # "@weekly" is a CronTriggerTimetable in Airflow 3 ([scheduler] create_cron_data_intervals is off):
+    # its data interval is the trigger time itself, Sunday 00:00 UTC.
+    interval = (dag_run.data_interval_start, dag_run.data_interval_end)
+    assert interval == (dag_run.logical_date, dag_run.logical_date)
+    assert (interval[0].weekday(), interval[0].time()) == (6, time(0, 0))
+    assert run_report(dag_run)["mode"] == "rebuild"
+    assert rebuilt["states"]["teardown.delete_cluster"] == "success"
 
-    states = run(dag, {**conf, "mode": "teardown"})
 
-    assert not cluster_exists(google, conf["cluster_name"])
-    assert conf["proxy_subnet_name"] not in subnetwork_names(google)
+def test_a_cluster_below_the_boundary_gets_the_full_crd_set(rebuilt):
+    assert not serves_inference_pool_crd(OLD_GKE_VERSION)
+    assert rebuilt["states"]["cluster.install_crds_full_set"] == "success"
+    assert rebuilt["states"]["cluster.install_crds_objective_only"] == "skipped"
+    pool_crd = "CustomResourceDefinition/inferencepools.inference.networking.k8s.io"
+    assert pool_crd in run_report(rebuilt["dag_run"])["created"], "the DAG installed it itself"
+
+
+def test_teardown_deletes_only_what_carries_the_dags_mark(google, existing_network, torn_down):
+    assert torn_down["after"] == {"cluster": False, "proxy_subnet": False}
     assert_foreign_resources_survive(google, existing_network)
-    assert any("/gateways/" in path for path in deletes(sandbox, before)), "the workloads went first"
+    deletes = delete_paths(torn_down["requests"])
+    assert any("/gateways/" in path for path in deletes), "the workloads went first"
     built = [
         task
-        for task, state in states.items()
+        for task, state in torn_down["states"].items()
         if state == "success" and task.startswith(("project_", "cluster."))
     ]
     assert built == [], "teardown builds nothing"
 
 
-def test_a_second_teardown_succeeds_and_deletes_nothing(dag, sandbox, google, existing_network):
-    before = len(sandbox.requests())
-
-    run(dag, {**existing_network["conf"], "mode": "teardown"})
-
-    assert deletes(sandbox, before) == []
+def test_a_second_teardown_succeeds_and_deletes_nothing(google, existing_network, torn_down_again):
+    assert delete_paths(torn_down_again["requests"]) == []
     assert_foreign_resources_survive(google, existing_network)
 
 

@@ -20,8 +20,8 @@ RUN_AGAIN = "run the DAG again (mode ensure or rebuild) to build it"
 
 def cluster_vanished(gke: GKEClusterHook, name: str, project_id: str | None) -> str | None:
     """A sentence when the cluster is gone, being deleted or broken; None while it may still serve."""
-    from gke_inference.hooks.gke import FAILED_CLUSTER_STATES, ClusterStatus, status_name  # noqa: PLC0415
-    from gke_inference.operators.teardown_gcp import is_service_disabled  # noqa: PLC0415
+    from gke_inference.hooks.gke import FAILED_CLUSTER_STATES, ClusterStatus, status_name
+    from gke_inference.operators.teardown_gcp import is_service_disabled
 
     where = f"The cluster {name} (tutorial 2.1)"
     try:

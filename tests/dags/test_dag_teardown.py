@@ -24,7 +24,6 @@ def environment() -> dict:
 
 
 def run(dag, conf: dict) -> dict:
-    # Every run names every param it relies on: dag.test() in one process can keep an earlier conf.
     dag_run = dag.test(run_conf=conf)
     states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
     assert dag_run.state == "success", states

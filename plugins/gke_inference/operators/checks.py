@@ -182,9 +182,9 @@ class _GatewayCheck(BaseOperator):
     def what_vanished(self) -> str | None:
         if not (self.cluster_name and self.location):
             return None
-        from gke_inference.hooks.kubernetes import KubernetesApplyHook  # noqa: PLC0415
-        from gke_inference.operators.kubernetes import optional_param  # noqa: PLC0415
-        from gke_inference.vanished import what_vanished  # noqa: PLC0415
+        from gke_inference.hooks.kubernetes import KubernetesApplyHook
+        from gke_inference.operators.kubernetes import optional_param
+        from gke_inference.vanished import what_vanished
 
         hook = KubernetesApplyHook(
             cluster_name=self.cluster_name,

@@ -107,7 +107,7 @@ class ClusterOperatorMixin:
 
     @cached_property
     def kube_hook(self) -> KubernetesApplyHook:
-        from gke_inference.hooks.kubernetes import KubernetesApplyHook  # noqa: PLC0415
+        from gke_inference.hooks.kubernetes import KubernetesApplyHook
 
         return KubernetesApplyHook(
             cluster_name=self.cluster_name,
@@ -119,8 +119,8 @@ class ClusterOperatorMixin:
 
 def _fail_if_terminal(exc: BaseException, step: str) -> None:
     """Turn errors that a retry cannot fix into AirflowFailException; let the rest propagate."""
-    from gke_inference.hooks._errors import explain, is_terminal  # noqa: PLC0415
-    from gke_inference.hooks.kubernetes import KubernetesApplyError  # noqa: PLC0415
+    from gke_inference.hooks._errors import explain, is_terminal
+    from gke_inference.hooks.kubernetes import KubernetesApplyError
 
     if isinstance(exc, KubernetesApplyError) and exc.http_status in TERMINAL_KUBE_STATUSES:
         raise AirflowFailException(f"{exc} ({step})") from None
@@ -234,7 +234,7 @@ class InstallCrdsOperator(ApplyManifestsOperator):
         return result  # not reached: defer raises
 
     def _missing_gke_served_crds(self, hook: KubernetesApplyHook) -> list[str]:
-        from gke_inference.hooks.kubernetes import CRD_API_VERSION  # noqa: PLC0415
+        from gke_inference.hooks.kubernetes import CRD_API_VERSION
 
         return [
             name
@@ -247,7 +247,7 @@ class InstallCrdsOperator(ApplyManifestsOperator):
         return cluster.current_master_version
 
     def _defer_until_served(self, missing: list[str], version: str, result: dict[str, Any]) -> None:
-        from gke_inference.triggers.kubernetes import ServedCrdsTrigger  # noqa: PLC0415
+        from gke_inference.triggers.kubernetes import ServedCrdsTrigger
 
         started_at = time.time()
         self.log.info(
@@ -324,7 +324,7 @@ class ChooseCrdSetOperator(ClusterOperatorMixin, BaseBranchOperator):
             raise AirflowFailException(
                 "No cluster version given and no cluster_name/location to read it from"
             )
-        from gke_inference.hooks.gke import GKEClusterHook  # noqa: PLC0415
+        from gke_inference.hooks.gke import GKEClusterHook
 
         hook = GKEClusterHook(location=self.location, gcp_conn_id=self.gcp_conn_id)
         return hook.get_cluster(self.cluster_name, optional_param(self.project_id)).current_master_version
@@ -479,7 +479,7 @@ class DeleteManifestsOperator(ClusterOperatorMixin, BaseOperator):
         return _summarize(results)
 
     def _why_no_workloads(self) -> str | None:
-        from gke_inference.hooks.gke import not_serving  # noqa: PLC0415
+        from gke_inference.hooks.gke import not_serving
 
         gke = self.kube_hook.gke_hook
         cluster = gke.find_cluster(self.cluster_name, optional_param(self.project_id))
@@ -487,14 +487,14 @@ class DeleteManifestsOperator(ClusterOperatorMixin, BaseOperator):
 
 
 def _summarize(results) -> dict[str, list[str]]:
-    from gke_inference.hooks.kubernetes import summarize as summarize_results  # noqa: PLC0415
+    from gke_inference.hooks.kubernetes import summarize as summarize_results
 
     return summarize_results(results)
 
 
 def _is_not_found(exc: BaseException) -> bool:
     """The cluster itself is gone (the Container API's 404)."""
-    from google.api_core import exceptions as api_exceptions  # noqa: PLC0415
+    from google.api_core import exceptions as api_exceptions
 
     return isinstance(exc, api_exceptions.NotFound)
 

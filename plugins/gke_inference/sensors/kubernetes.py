@@ -157,8 +157,8 @@ class PodsReadySensor(_ClusterWaitSensor):
         self.unschedulable_grace = unschedulable_grace
 
     def make_trigger(self, started_at: float, wait_seconds: float) -> PodsReadyTrigger:
-        from gke_inference.kube_objects import format_label_selector  # noqa: PLC0415
-        from gke_inference.triggers.kubernetes import PodsReadyTrigger  # noqa: PLC0415
+        from gke_inference.kube_objects import format_label_selector
+        from gke_inference.triggers.kubernetes import PodsReadyTrigger
 
         selector = format_label_selector(self.label_selector)
         if not selector:
@@ -189,7 +189,7 @@ class GatewayAddressSensor(_ClusterWaitSensor):
         self.gateway_name = gateway_name
 
     def make_trigger(self, started_at: float, wait_seconds: float) -> GatewayAddressTrigger:
-        from gke_inference.triggers.kubernetes import GatewayAddressTrigger  # noqa: PLC0415
+        from gke_inference.triggers.kubernetes import GatewayAddressTrigger
 
         return GatewayAddressTrigger(
             **self._trigger_kwargs(started_at, wait_seconds), gateway_name=self.gateway_name

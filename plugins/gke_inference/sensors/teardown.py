@@ -66,9 +66,9 @@ class GatewayReleasedSensor(BaseSensorOperator):
         self.poll_interval = poll_interval
 
     def execute(self, context: Context) -> None:
-        from gke_inference.hooks._errors import explain, is_terminal  # noqa: PLC0415
-        from gke_inference.hooks.loadbalancers import LoadBalancerHook  # noqa: PLC0415
-        from gke_inference.triggers.teardown import GatewayReleasedTrigger  # noqa: PLC0415
+        from gke_inference.hooks._errors import explain, is_terminal
+        from gke_inference.hooks.loadbalancers import LoadBalancerHook
+        from gke_inference.triggers.teardown import GatewayReleasedTrigger
 
         try:
             seconds = as_seconds(self.wait_timeout, "wait_timeout")
@@ -100,7 +100,7 @@ class GatewayReleasedSensor(BaseSensorOperator):
         )
 
     def execute_complete(self, context: Context, event: Mapping[str, Any]) -> dict[str, Any]:
-        from gke_inference.triggers.teardown import SUCCESS, TIMEOUT  # noqa: PLC0415
+        from gke_inference.triggers.teardown import SUCCESS, TIMEOUT
 
         status, message, left = event.get("status"), event.get("message", ""), list(event.get("left") or [])
         if status == SUCCESS:

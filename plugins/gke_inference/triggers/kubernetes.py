@@ -220,7 +220,7 @@ class ClusterPollingTrigger(BaseTrigger):
 
     def _make_hook(self) -> KubernetesApplyHook:
         # Imported here: the sensor builds this trigger in a worker, which need not load the client.
-        from gke_inference.hooks.kubernetes import KubernetesApplyHook  # noqa: PLC0415
+        from gke_inference.hooks.kubernetes import KubernetesApplyHook
 
         hook = KubernetesApplyHook(
             cluster_name=self.cluster_name,
@@ -287,8 +287,8 @@ class ClusterPollingTrigger(BaseTrigger):
 
     def what_vanished(self) -> str | None:
         """After a failed poll: the cluster gone, being deleted or broken, said in the tutorial's words."""
-        from gke_inference.hooks.gke import GKEClusterHook  # noqa: PLC0415
-        from gke_inference.vanished import cluster_vanished  # noqa: PLC0415
+        from gke_inference.hooks.gke import GKEClusterHook
+        from gke_inference.vanished import cluster_vanished
 
         try:
             gke = GKEClusterHook(location=self.location, gcp_conn_id=self.gcp_conn_id)
@@ -364,14 +364,14 @@ class GatewayAddressTrigger(ClusterPollingTrigger):
         return f"Gateway {self.namespace}/{self.gateway_name}"
 
     def check(self, hook: KubernetesApplyHook, now: float) -> Verdict:
-        from kubernetes.dynamic.exceptions import ResourceNotFoundError  # noqa: PLC0415
+        from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
         try:
             gateway = hook.get(GATEWAY_API_VERSION, "Gateway", self.gateway_name, self.namespace)
         except ResourceNotFoundError:
             return Verdict(state="the cluster does not serve the Gateway API yet")
         if gateway is None:  # the DAG applied it before this wait: it was deleted out of band
-            from gke_inference.vanished import object_vanished  # noqa: PLC0415
+            from gke_inference.vanished import object_vanished
 
             gone = object_vanished(hook, self.namespace, gateway=self.gateway_name)
             return Verdict(state=f"Gateway {self.gateway_name} does not exist", failure=gone)
@@ -412,7 +412,7 @@ class ServedCrdsTrigger(ClusterPollingTrigger):
         return f"CRD {', '.join(self.crd_names)} on GKE {self.cluster_version}"
 
     def check(self, hook: KubernetesApplyHook, now: float) -> Verdict:
-        from gke_inference.hooks.kubernetes import CRD_API_VERSION  # noqa: PLC0415
+        from gke_inference.hooks.kubernetes import CRD_API_VERSION
 
         missing = []
         for name in self.crd_names:

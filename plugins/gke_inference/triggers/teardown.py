@@ -118,7 +118,7 @@ class GatewayReleasedTrigger(BaseTrigger):
 
     def check(self) -> ReleaseState:
         """One synchronous look (runs in a worker thread)."""
-        from gke_inference.operators.teardown_gcp import is_service_disabled  # noqa: PLC0415
+        from gke_inference.operators.teardown_gcp import is_service_disabled
 
         # The Gateway first: GKE drops the finalizer after the load balancer, so read in that order.
         no_cluster, gateway = self._gateway()
@@ -133,7 +133,7 @@ class GatewayReleasedTrigger(BaseTrigger):
         return assess_release(gateway, True, frontend)
 
     def _leftovers(self):  # noqa: ANN202
-        from gke_inference.hooks.loadbalancers import LoadBalancerHook, find_gateway_leftovers  # noqa: PLC0415
+        from gke_inference.hooks.loadbalancers import LoadBalancerHook, find_gateway_leftovers
 
         hook = LoadBalancerHook(gcp_conn_id=self.gcp_conn_id)
         network_link = hook.network_link(self.network_name, self.project_id)
@@ -151,12 +151,12 @@ class GatewayReleasedTrigger(BaseTrigger):
         The Container API is asked first: a cluster gone, being deleted, ERROR or DEGRADED holds no
         Gateway to wait for, and its Kubernetes API is not tried.
         """
-        from google.api_core import exceptions as api_exceptions  # noqa: PLC0415
-        from kubernetes.dynamic.exceptions import ResourceNotFoundError  # noqa: PLC0415
+        from google.api_core import exceptions as api_exceptions
+        from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
-        from gke_inference.hooks.gke import not_serving  # noqa: PLC0415
-        from gke_inference.hooks.kubernetes import KubernetesApplyHook  # noqa: PLC0415
-        from gke_inference.operators.teardown_gcp import is_service_disabled  # noqa: PLC0415
+        from gke_inference.hooks.gke import not_serving
+        from gke_inference.hooks.kubernetes import KubernetesApplyHook
+        from gke_inference.operators.teardown_gcp import is_service_disabled
 
         hook = KubernetesApplyHook(
             cluster_name=self.cluster_name,

@@ -8,7 +8,7 @@ import pytest
 
 from tests.resilience.stack.conftest import environment_names
 
-pytestmark = [pytest.mark.stack, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(600)]
 
 # Passes the trigger API's per-field checks, then fails at plan_run: the node subnet overlaps the pods range.
 CONTRADICTORY = {"subnet_range": "10.4.0.0/20"}

@@ -68,6 +68,12 @@ def clean_faults(sandbox):
 @pytest.fixture(scope="module")
 def dag(sandbox):
     """The gke_inference_gateway DAG, parsed with the sandbox's connections and a 1 s first retry delay."""
+    yield from parsed_dag(sandbox)
+
+
+def parsed_dag(sandbox):
+    """Yield the DAG parsed with this sandbox's connections in the environment (read at run time),
+    then restore the environment: the body of a module-scoped DAG fixture."""
     saved = dict(os.environ)
     os.environ["GKE_INFERENCE_RETRY_DELAY_SECONDS"] = "1"
     for conn_id, uri in sandbox.info["airflow_connections"].items():

@@ -8,13 +8,12 @@ tests/plugins/test_kube_operators.py); only the whole-run claims are here.
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
 
 from sandbox.testing import running_sandbox
-from tests.conftest import REPO
+from tests.conftest import parsed_dag
 
 pytestmark = pytest.mark.dag
 
@@ -36,17 +35,7 @@ def slow_sandbox():
 @pytest.fixture(scope="module")
 def long_run_dag(slow_sandbox):
     """The DAG with connections to the module's sandbox (read from the environment at run time)."""
-    saved = dict(os.environ)
-    os.environ["GKE_INFERENCE_RETRY_DELAY_SECONDS"] = "1"
-    for conn_id, uri in slow_sandbox.info["airflow_connections"].items():
-        os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = uri
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(REPO / "dags"))
-    assert bag.import_errors == {}
-    yield bag.dags["gke_inference_gateway"]
-    os.environ.clear()
-    os.environ.update(saved)
+    yield from parsed_dag(slow_sandbox)
 
 
 def requests_since(handle, started: float, api: str | None = None) -> list[dict]:

@@ -30,6 +30,26 @@ class HubTokenError(InvalidInputError):
     """The token cannot read the model: fixing the connection or the access request is needed."""
 
 
+def hub_token(hf_conn_id: str) -> tuple[str, Any]:
+    """The connection's token (masked in logs from now on) and the connection; ``HubTokenError``
+    naming the connection when it does not exist or has no password."""
+    try:
+        connection = BaseHook.get_connection(hf_conn_id)
+    except AirflowNotFoundException:
+        raise HubTokenError(
+            f"Airflow connection {hf_conn_id!r} does not exist; create it with a Hugging Face "
+            "token as its password (tutorial 3.2)"
+        ) from None
+    token = (connection.password or "").strip()
+    if not token:
+        raise HubTokenError(
+            f"Airflow connection {hf_conn_id!r} has no password; set it to a Hugging Face token "
+            "with access to the model (tutorial 3.2)"
+        )
+    mask_secret(token)
+    return token, connection
+
+
 class HuggingFaceHubHook(BaseHook):
     """Check a token's read access to a model on the Hugging Face Hub."""
 
@@ -42,28 +62,6 @@ class HuggingFaceHubHook(BaseHook):
         super().__init__(**kwargs)
         self.hf_conn_id = hf_conn_id
 
-    def request_timeout(self) -> float:
-        connection = self.get_connection(self.hf_conn_id)
-        return parse_request_timeout((connection.extra_dejson or {}).get("request_timeout"), self.hf_conn_id)
-
-    def token_and_endpoint(self) -> tuple[str, str | None]:
-        try:
-            connection = self.get_connection(self.hf_conn_id)
-        except AirflowNotFoundException:
-            raise HubTokenError(
-                f"Airflow connection {self.hf_conn_id!r} does not exist; create it with a Hugging Face "
-                "token as its password (tutorial 3.2)"
-            ) from None
-        token = (connection.password or "").strip()
-        if not token:
-            raise HubTokenError(
-                f"Airflow connection {self.hf_conn_id!r} has no password; set it to a Hugging Face token "
-                "with access to the model (tutorial 3.2)"
-            )
-        mask_secret(token)
-        endpoint = (connection.extra_dejson or {}).get("endpoint") or None
-        return token, endpoint
-
     def check_read_access(self, model: str) -> None:
         """Return when the token may download ``model``; raise ``HubTokenError`` when it may not
         (bad token, gated model without access, no such model). Anything else (5xx, 429, a reset)
@@ -71,14 +69,15 @@ class HuggingFaceHubHook(BaseHook):
         from huggingface_hub import constants
         from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
 
-        token, endpoint = self.token_and_endpoint()
-        timeout = self.request_timeout()
+        token, connection = hub_token(self.hf_conn_id)
+        extras = connection.extra_dejson or {}
+        timeout = parse_request_timeout(extras.get("request_timeout"), self.hf_conn_id)
         # Talk to the configured endpoint only: with telemetry on, huggingface_hub first fetches an
         # "agent harnesses" list from huggingface.co (or HF_ENDPOINT) whatever the HfApi endpoint
         # (huggingface_hub/utils/_detect_agent.py). Same switch as the HF_HUB_DISABLE_TELEMETRY variable.
         constants.HF_HUB_DISABLE_TELEMETRY = True
         try:
-            _auth_check(endpoint or constants.ENDPOINT, token, model, timeout)
+            _auth_check(extras.get("endpoint") or constants.ENDPOINT, token, model, timeout)
         except GatedRepoError as exc:
             raise HubTokenError(
                 f"The token of connection {self.hf_conn_id!r} has no access to the gated model {model!r} "

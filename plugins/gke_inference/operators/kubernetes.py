@@ -12,9 +12,8 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.sdk import BaseBranchOperator, BaseHook, BaseOperator, Context
-from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
-from airflow.sdk.log import mask_secret
+from airflow.sdk import BaseBranchOperator, BaseOperator, Context
+from airflow.sdk.exceptions import AirflowFailException
 
 from gke_inference import manifests
 from gke_inference.gke_version import MANAGED_INFERENCE_POOL_SINCE, serves_inference_pool_crd
@@ -377,21 +376,12 @@ class HuggingFaceSecretOperator(ClusterOperatorMixin, BaseOperator):
         self.hf_conn_id = hf_conn_id
 
     def _read_token(self) -> str:
+        from gke_inference.hooks.huggingface import HubTokenError, hub_token
+
         try:
-            connection = BaseHook.get_connection(self.hf_conn_id)
-        except AirflowNotFoundException:
-            raise AirflowFailException(
-                f"Airflow connection {self.hf_conn_id!r} does not exist; create it with the Hugging Face "
-                "token as its password (tutorial 3.2)"
-            ) from None
-        token = (connection.password or "").strip()
-        if not token:
-            raise AirflowFailException(
-                f"Airflow connection {self.hf_conn_id!r} has no password; set it to a Hugging Face token "
-                "with access to the model (tutorial 3.2)"
-            )
-        mask_secret(token)
-        return token
+            return hub_token(self.hf_conn_id)[0]
+        except HubTokenError as err:
+            raise AirflowFailException(str(err)) from None
 
     def secret_object(self, token: str, namespace: str) -> dict:
         return {

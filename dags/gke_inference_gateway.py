@@ -49,7 +49,7 @@ from gke_inference.params import build_params
 from gke_inference.sensors.cluster import ClusterRunningSensor
 from gke_inference.sensors.kubernetes import GatewayAddressSensor, PodsReadySensor
 from gke_inference.sensors.teardown import GatewayReleasedSensor
-from gke_inference.timing import record_timing
+from gke_inference.timing import record_start, record_timing
 
 # Read at parse time from the environment, never from the metadata DB: "none" disables the schedule.
 SCHEDULE = os.environ.get("GKE_INFERENCE_SCHEDULE", "@weekly")
@@ -94,6 +94,7 @@ with DAG(
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=10),
         "execution_timeout": timedelta(minutes=30),
+        "pre_execute": record_start,
         "post_execute": record_timing,
     },
     tags=["gke", "inference-gateway", "vllm"],

@@ -9,12 +9,23 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 TIMING_KEY = "timing"
+# A deferred task resumes in a new process whose ti.start_date is the resume, not the first start:
+# the first execution keeps its own start here (the DAG's pre_execute).
+START_KEY = "timing_start"
+
+
+def record_start(context) -> None:
+    ti = context["ti"]
+    if ti.xcom_pull(task_ids=ti.task_id, key=START_KEY) is None:
+        started = ti.start_date or datetime.now(UTC)
+        ti.xcom_push(key=START_KEY, value=started.isoformat())
 
 
 def record_timing(context, result=None) -> None:
     ti = context["ti"]
-    started = ti.start_date or datetime.now(UTC)
-    ti.xcom_push(key=TIMING_KEY, value={"start": started.isoformat(), "end": datetime.now(UTC).isoformat()})
+    first_start = ti.xcom_pull(task_ids=ti.task_id, key=START_KEY)
+    started = first_start or (ti.start_date or datetime.now(UTC)).isoformat()
+    ti.xcom_push(key=TIMING_KEY, value={"start": started, "end": datetime.now(UTC).isoformat()})
 
 
 def section_durations(timings: dict[str, dict]) -> dict[str, float]:

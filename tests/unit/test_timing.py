@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from gke_inference.timing import TIMING_KEY, record_timing, section_durations
+from gke_inference.timing import TIMING_KEY, record_start, record_timing, section_durations
 
 T0 = datetime(2026, 1, 5, 12, 0, 0, tzinfo=UTC)
 
@@ -20,10 +20,14 @@ def span(start_s: float, end_s: float) -> dict:
 class RecordingTi:
     def __init__(self, start_date) -> None:
         self.start_date = start_date
+        self.task_id = "verify.wait_gateway_address"
         self.pushed: dict = {}
 
     def xcom_push(self, key, value) -> None:
         self.pushed[key] = value
+
+    def xcom_pull(self, task_ids, key):
+        return self.pushed.get(key)
 
 
 def test_a_task_records_its_start_date_and_the_time_it_ended():
@@ -35,6 +39,17 @@ def test_a_task_records_its_start_date_and_the_time_it_ended():
     timing = ti.pushed[TIMING_KEY]
     assert datetime.fromisoformat(timing["start"]) == T0
     assert before <= datetime.fromisoformat(timing["end"]) <= datetime.now(UTC)
+
+
+def test_a_deferred_task_keeps_the_start_of_its_first_execution():
+    ti = RecordingTi(start_date=T0)
+    record_start({"ti": ti})
+    ti.start_date = T0 + timedelta(seconds=30)  # the process that resumes after the trigger fired
+    record_start({"ti": ti})
+
+    record_timing({"ti": ti})
+
+    assert datetime.fromisoformat(ti.pushed[TIMING_KEY]["start"]) == T0
 
 
 def test_a_task_without_a_start_date_records_now_for_both():

@@ -1,7 +1,7 @@
 """The twin's gateway: latency through it against straight to the model server, and the Endpoint
 Picker's p90 against round-robin's with one replica slowed down.
 
-Both use the standalone data plane (sandbox/dataplane/standalone.py: real model servers, gateway
+Both use the data-plane harness (sandbox/dataplane/harness.py: real model servers, gateway
 listener and picker on loopback, no cluster). Latency: one replica, so the gateway and the direct
 path reach the same server; the two paths alternate in rounds so drift in machine load touches both.
 Picker: sandbox/dataplane/loadtest.py's `benchmark` (three replicas, the first slowed down).
@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import asyncio
 
+from sandbox.dataplane.harness import DataPlaneHarness
 from sandbox.dataplane.loadtest import LoadResult, benchmark, run_load
-from sandbox.dataplane.standalone import StandaloneLab
 
 MODEL_SERVER_PORT = 8000
 
 
 async def _latency(requests: int, concurrency: int, rounds: int) -> dict:
     direct, through_gateway = LoadResult(0, 0.0), LoadResult(0, 0.0)
-    async with StandaloneLab("instant") as lab:
+    async with DataPlaneHarness("instant") as lab:
         gateway_url = await lab.tutorial_setup(replicas=1)
         (pod,) = [name for _, name in lab.dataplane.model_servers]
         direct_url = f"http://{lab.pod_ip(pod)}:{MODEL_SERVER_PORT}"

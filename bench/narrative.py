@@ -195,7 +195,7 @@ def _rerun(results: dict) -> list[str]:
 def _gateway(results: dict) -> list[str]:
     latency, pickers = results["gateway_latency"], results.get("gateway_pickers") or {}
     lines = [
-        "On the standalone data plane (`sandbox/dataplane/standalone.py`: the twin's model servers, "
+        "On the data-plane harness (`sandbox/dataplane/harness.py`: the twin's model servers, "
         "gateway listener and Endpoint Picker on loopback, `instant` model latency). Latency: one "
         f"replica, {latency['requests_per_path']} chat completions per path at concurrency "
         f"{latency['concurrency']}, the direct and gateway paths alternating in rounds.",

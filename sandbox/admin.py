@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from aiohttp import web
 
+from sandbox.core.faults import FaultHost
+from sandbox.core.profiles import Profile
+from sandbox.gcp.state import GcpState
 
-def build_admin_app(sandbox: Any) -> web.Application:
+
+class AdminHost(FaultHost, Protocol):
+    """What the admin endpoint reads and changes in its sandbox."""
+
+    gcp: GcpState
+    profile: Profile
+    gke_version: str
+    clusters: Mapping[str, Any]  # each a running KubeCluster (its endpoint is shown)
+
+
+def build_admin_app(sandbox: AdminHost) -> web.Application:
     async def requests(request: web.Request) -> web.Response:
         return web.json_response(sandbox.log.entries(api=request.query.get("api")))
 

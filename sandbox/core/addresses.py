@@ -1,8 +1,10 @@
 """Unique loopback addresses for pods and gateways (all of 127.0.0.0/8 reaches this host on Linux).
 
-Every pool draws its own 127.N.0.0/16, N in 2..99, distinct from the other pools of this process;
-separate processes (parallel test runs, a demo beside a test run) pick N at random and skip any
-address whose model-server or gateway port is already bound, so they do not collide either.
+The one allocator of the twin: each Sandbox and each data-plane harness (sandbox.dataplane.harness)
+holds an AddressPool. Every pool draws its own 127.N.0.0/16, N in 2..254, distinct from every other
+pool of this process whoever owns it; separate processes (parallel test runs, a demo or a benchmark
+beside a test run) pick N at random and skip any address whose model-server or gateway port is
+already bound, so they do not collide either.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ import random
 import socket
 import threading
 
-# 127.0.x.x holds the sandbox's own servers; 100..199 belong to the standalone data plane's tests.
-_SECOND_OCTETS = range(2, 100)
+# 127.0.x.x holds the sandbox's own servers (127.0.0.1).
+_SECOND_OCTETS = range(2, 255)
 # The ports the data plane binds on these addresses: vLLM's 8000 and the Gateway listener's 80.
 _PROBED_PORTS = (80, 8000)
 _claimed_octets: set[int] = set()
@@ -23,7 +25,7 @@ def _claim_second_octet() -> int:
     with _claim_lock:
         free = [octet for octet in _SECOND_OCTETS if octet not in _claimed_octets]
         if not free:
-            raise RuntimeError("every loopback /16 for sandboxes is in use in this process")
+            raise RuntimeError("every loopback /16 for address pools is in use in this process")
         octet = random.SystemRandom().choice(free)
         _claimed_octets.add(octet)
         return octet
@@ -64,3 +66,9 @@ class AddressPool:
         or gateway's address needs no release of its own."""
         with _claim_lock:
             _claimed_octets.discard(self.second_octet)
+
+    def __enter__(self) -> AddressPool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

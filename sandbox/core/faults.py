@@ -29,7 +29,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -244,7 +244,14 @@ def _fault_response(api: str, status: int, retry_after: int | None) -> web.Respo
     return web.json_response(body, status=status, headers=headers)
 
 
-def fault_middleware(api_name: str, sandbox: Any):
+class FaultHost(Protocol):
+    """What fault_middleware reads from its sandbox."""
+
+    faults: FaultTable
+    log: RequestLog
+
+
+def fault_middleware(api_name: str, sandbox: FaultHost):
     """aiohttp middleware: apply the sandbox's fault rules for `api_name`, then log the request."""
 
     @web.middleware

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from sandbox.dataplane.harness import GATEWAY, DataPlaneHarness
 from sandbox.dataplane.picker import EPP, ROUND_ROBIN
-from sandbox.dataplane.standalone import GATEWAY, StandaloneLab
 
 DEFAULT_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 
@@ -119,11 +119,11 @@ async def benchmark(
     max_num_seqs: int = 4,
     profile: str = "instant",
 ) -> PickerComparison:
-    """The comparison on a standalone data plane (no cluster needed): `replicas` vLLM pods behind the
+    """The comparison on the data-plane harness (no cluster needed): `replicas` vLLM pods behind the
     tutorial's pool and gateway, the first of them slowed down."""
     if replicas < 2:
         raise ValueError("the comparison needs at least two replicas")
-    async with StandaloneLab(profile) as lab:
+    async with DataPlaneHarness(profile) as lab:
         args = lab.vllm_args(("--max-num-seqs", str(max_num_seqs)))
         base_url = await lab.tutorial_setup(replicas=replicas, args=args)
         slow_pod = sorted(name for _, name in lab.dataplane.model_servers)[0]

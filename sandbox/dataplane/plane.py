@@ -6,14 +6,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import Protocol
 
+from sandbox.core.faults import FaultTable, RequestLog, fault_middleware
+from sandbox.core.profiles import Profile
 from sandbox.dataplane.engine import latency_for_profile
 from sandbox.dataplane.gateway import GatewayServer
 from sandbox.dataplane.modelserver import ModelServer
 from sandbox.dataplane.objects import GATEWAY, POD, StoreView, condition_true, key_of, pod_serving
 from sandbox.dataplane.picker import EPP, PICKER_MODES
 from sandbox.dataplane.podspec import ModelServerSpec, model_server_spec
+from sandbox.kube.store import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +30,23 @@ def _gateway_address(gateway: dict) -> str | None:
     return None
 
 
+class DataPlaneHost(Protocol):
+    """What the data plane reads from its sandbox: the timing profile, and the fault table and request
+    log its servers' middleware uses (None in the harness, whose servers run without that middleware)."""
+
+    profile: Profile
+    faults: FaultTable | None
+    log: RequestLog | None
+
+
+class StoreHolder(Protocol):
+    """The cluster the data plane watches: only its object store."""
+
+    store: ObjectStore
+
+
 class DataPlane:
-    def __init__(self, sandbox: Any, cluster: Any) -> None:
+    def __init__(self, sandbox: DataPlaneHost, cluster: StoreHolder) -> None:
         self._sandbox = sandbox
         self._cluster = cluster
         self._store = StoreView(cluster.store)
@@ -174,8 +192,6 @@ class DataPlane:
 
     def _middlewares(self, api_name: str) -> tuple:
         """The sandbox's fault-injection and request-log middleware, when the sandbox has a fault table."""
-        if getattr(self._sandbox, "faults", None) is None:
+        if self._sandbox.faults is None or self._sandbox.log is None:
             return ()
-        from sandbox.core.faults import fault_middleware  # noqa: PLC0415 (only sandboxes with faults have it)
-
         return (fault_middleware(api_name, self._sandbox),)

@@ -13,8 +13,8 @@ from typing import Any
 from aiohttp import web
 
 from sandbox.gcp import regions, validation
-from sandbox.gcp.compute import SELF_LINK_BASE
 from sandbox.gcp.errors import bad_request, not_found
+from sandbox.gcp.listing import SELF_LINK_BASE
 
 # Description and maximumCardsPerInstance of each accelerator type, as Compute lists them
 # (`gcloud compute accelerator-types list` / `describe`). Descriptions as in a real listing

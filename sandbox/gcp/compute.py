@@ -10,12 +10,13 @@ import re
 import secrets
 import time
 import uuid
-from typing import Any
 
 from aiohttp import web
 
 from sandbox.gcp import validation
-from sandbox.gcp.errors import GcpError, already_exists, bad_request, not_found
+from sandbox.gcp.errors import GcpError, already_exists, bad_request, in_use, not_found
+from sandbox.gcp.hosts import ComputeHost
+from sandbox.gcp.listing import SELF_LINK_BASE, list_json
 from sandbox.gcp.loadbalancers import LoadBalancerApi, referrers, subnetwork_users
 from sandbox.gcp.operations import (
     Operation,
@@ -27,18 +28,16 @@ from sandbox.gcp.operations import (
 )
 from sandbox.gcp.state import COMPUTE_SERVICE, GcpState
 
-SELF_LINK_BASE = "https://www.googleapis.com/compute/v1/"
 _ROUTING_MODES = ("REGIONAL", "GLOBAL")
 _PROXY_PURPOSES = ("REGIONAL_MANAGED_PROXY", "GLOBAL_MANAGED_PROXY")
 _PURPOSES = ("PRIVATE", "PRIVATE_RFC_1918", "PRIVATE_SERVICE_CONNECT", *_PROXY_PURPOSES)
 _ROLES = ("ACTIVE", "BACKUP")
 # operations.wait returns after at most two minutes, done or not (as documented for Compute).
 _WAIT_LIMIT_SECONDS = 120.0
-_NAME_FILTER = re.compile(r'\(?\s*name\s*(?:=|eq)\s*"?([a-z0-9-]+)"?\s*\)?')
 
 
 class ComputeApi:
-    def __init__(self, sandbox: Any, runner: OperationRunner) -> None:
+    def __init__(self, sandbox: ComputeHost, runner: OperationRunner) -> None:
         self._sandbox = sandbox
         self._state: GcpState = sandbox.gcp
         self._runner = runner
@@ -146,7 +145,7 @@ class ComputeApi:
         project = self._project(request)
         networks = [self._network(p, name) for (p, name) in sorted(self._state.networks) if p == project]
         return web.json_response(
-            _list_json("compute#networkList", f"projects/{project}/global/networks", networks, request)
+            list_json("compute#networkList", f"projects/{project}/global/networks", networks, request)
         )
 
     async def delete_network(self, request: web.Request, project: str) -> tuple[str | None, Operation]:
@@ -158,12 +157,8 @@ class ComputeApi:
             # e.g. "The network resource '.../networks/ml-vpc-dev' is already being used by
             # '.../firewalls/gkegw1-XXXX-l7-ml-vpc-dev-global'" (GoogleCloudPlatform accelerated-platforms,
             # "Cleanup resources errors").
-            raise GcpError(
-                400,
-                f"The network resource 'projects/{project}/global/networks/{name}' is already being used by "
-                f"'{users[0].removeprefix(SELF_LINK_BASE)}'",
-                reason="resourceInUseByAnotherResource",
-            )
+            path = f"projects/{project}/global/networks/{name}"
+            raise in_use("network", path, f"'{users[0].removeprefix(SELF_LINK_BASE)}'")
 
         async def delete() -> None:
             await self._simulate_work("delete", name, project)
@@ -218,7 +213,7 @@ class ComputeApi:
             s for (p, r, _), s in sorted(self._state.subnetworks.items()) if (p, r) == (project, region)
         ]
         return web.json_response(
-            _list_json(
+            list_json(
                 "compute#subnetworkList", f"projects/{project}/regions/{region}/subnetworks", subnets, request
             )
         )
@@ -227,25 +222,13 @@ class ComputeApi:
         region = request.match_info["region"]
         subnet = self._subnetwork(project, region, request.match_info["subnetwork"])
         name = subnet["name"]
+        path = f"projects/{project}/regions/{region}/subnetworks/{name}"
         for cluster in self._state.clusters.values():
-            if (
-                cluster.get("networkConfig", {}).get("subnetwork", "")
-                == f"projects/{project}/regions/{region}/subnetworks/{name}"
-            ):
-                raise GcpError(
-                    400,
-                    f"The subnetwork resource 'projects/{project}/regions/{region}/subnetworks/{name}' is already "
-                    f"being used by GKE cluster '{cluster['name']}'",
-                    reason="resourceInUseByAnotherResource",
-                )
+            if cluster.get("networkConfig", {}).get("subnetwork", "") == path:
+                raise in_use("subnetwork", path, f"GKE cluster '{cluster['name']}'")
         users = subnetwork_users(self._state, project, subnet)
         if users:
-            raise GcpError(
-                400,
-                f"The subnetwork resource 'projects/{project}/regions/{region}/subnetworks/{name}' is already "
-                f"being used by '{users[0].removeprefix(SELF_LINK_BASE)}'",
-                reason="resourceInUseByAnotherResource",
-            )
+            raise in_use("subnetwork", path, f"'{users[0].removeprefix(SELF_LINK_BASE)}'")
 
         async def delete() -> None:
             await self._simulate_work("delete", name, project)
@@ -480,30 +463,6 @@ def _ranges_of(subnet: dict):
     yield "primary", ipaddress.IPv4Network(subnet["ipCidrRange"])
     for secondary in subnet.get("secondaryIpRanges", []):
         yield secondary["rangeName"], ipaddress.IPv4Network(secondary["ipCidrRange"])
-
-
-def _filtered(items: list[dict], request: web.Request) -> list[dict]:
-    expression = request.query.get("filter", "").strip()
-    if not expression:
-        return items
-    match = _NAME_FILTER.fullmatch(expression)
-    if match is None:
-        raise bad_request(
-            f'Invalid list filter expression {expression!r}: the sandbox supports name = "<name>".'
-        )
-    return [item for item in items if item["name"] == match.group(1)]
-
-
-def _list_json(kind: str, list_id: str, items: list[dict], request: web.Request) -> dict:
-    page, next_token = validation.paginate(
-        _filtered(items, request), request, "maxResults", default_size=500, max_size=500
-    )
-    body: dict = {"kind": kind, "id": list_id, "selfLink": SELF_LINK_BASE + list_id}
-    if page:
-        body["items"] = page
-    if next_token:
-        body["nextPageToken"] = next_token
-    return body
 
 
 def _now() -> str:

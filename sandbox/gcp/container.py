@@ -14,7 +14,6 @@ import logging
 import re
 import secrets
 import time
-from typing import Any
 
 from aiohttp import web
 from google.cloud import container_v1
@@ -22,6 +21,7 @@ from google.protobuf import json_format
 
 from sandbox.gcp import regions, validation
 from sandbox.gcp.errors import GcpError, already_exists, bad_request, not_found
+from sandbox.gcp.hosts import ContainerHost
 from sandbox.gcp.operations import Operation, OperationRunner, new_operation_name, rfc3339
 from sandbox.gcp.state import CONTAINER_SERVICE, GcpState
 
@@ -42,7 +42,7 @@ def cluster_key(project: str, location: str, name: str) -> str:
 
 
 class ContainerApi:
-    def __init__(self, sandbox: Any, runner: OperationRunner) -> None:
+    def __init__(self, sandbox: ContainerHost, runner: OperationRunner) -> None:
         self._sandbox = sandbox
         self._state: GcpState = sandbox.gcp
         self._runner = runner

@@ -101,6 +101,16 @@ def bad_request(message: str) -> GcpError:
     return GcpError(400, message)
 
 
+def in_use(resource: str, path: str, user: str) -> GcpError:
+    """Compute refusing to delete `resource` at `path` while `user` (a quoted link, or a GKE cluster)
+    still uses it."""
+    return GcpError(
+        400,
+        f"The {resource} resource '{path}' is already being used by {user}",
+        reason="resourceInUseByAnotherResource",
+    )
+
+
 def not_found(message: str) -> GcpError:
     return GcpError(404, message)
 

@@ -37,11 +37,11 @@ from typing import Any
 from aiohttp import web
 
 from sandbox.gcp import regions, validation
-from sandbox.gcp.errors import GcpError, not_found
+from sandbox.gcp.errors import in_use, not_found
+from sandbox.gcp.listing import SELF_LINK_BASE, list_json
 from sandbox.gcp.operations import new_numeric_id, rfc3339
 from sandbox.gcp.state import GcpState
 
-SELF_LINK_BASE = "https://www.googleapis.com/compute/v1/"
 NAME_LIMIT = 63
 _ALPHABET = string.ascii_lowercase + string.digits
 # collection -> (scope kind, resource kind, list kind, URL parameter)
@@ -414,8 +414,6 @@ class LoadBalancerApi:
 
     def _list(self, collection: str):
         async def handle(request: web.Request) -> web.Response:
-            from sandbox.gcp.compute import _list_json
-
             project = self._compute._project(request)
             scope = self._scope(request)
             items = [
@@ -425,7 +423,7 @@ class LoadBalancerApi:
             ]
             list_kind = COLLECTIONS[collection][2]
             return web.json_response(
-                _list_json(list_kind, f"projects/{project}/{scope}/{collection}", items, request)
+                list_json(list_kind, f"projects/{project}/{scope}/{collection}", items, request)
             )
 
         return handle
@@ -463,12 +461,8 @@ class LoadBalancerApi:
             users = referrers(self._state, project, resource["selfLink"])
             if users:
                 singular = COLLECTIONS[collection][1].removeprefix("compute#")
-                raise GcpError(
-                    400,
-                    f"The {_snake(singular)} resource '{resource['selfLink'].removeprefix(SELF_LINK_BASE)}' is "
-                    f"already being used by '{users[0].removeprefix(SELF_LINK_BASE)}'",
-                    reason="resourceInUseByAnotherResource",
-                )
+                path = resource["selfLink"].removeprefix(SELF_LINK_BASE)
+                raise in_use(_snake(singular), path, f"'{users[0].removeprefix(SELF_LINK_BASE)}'")
             key = (project, scope, resource["name"])
 
             async def delete() -> None:

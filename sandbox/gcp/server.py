@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from sandbox.core.auth import bearer_token, token_handler
@@ -12,6 +10,7 @@ from sandbox.gcp.accelerators import AcceleratorTypesApi
 from sandbox.gcp.compute import ComputeApi
 from sandbox.gcp.container import ContainerApi
 from sandbox.gcp.errors import gcp_error_middleware, unauthenticated
+from sandbox.gcp.hosts import GcpHost
 from sandbox.gcp.operations import OperationRunner
 from sandbox.gcp.serviceusage import ServiceUsageApi
 
@@ -29,7 +28,7 @@ def api_of_path(path: str) -> str:
     return "container"
 
 
-def build_gcp_app(sandbox: Any, runner: OperationRunner) -> web.Application:
+def build_gcp_app(sandbox: GcpHost, runner: OperationRunner) -> web.Application:
     faults_by_api = {
         api: fault_middleware(api, sandbox) for api in ("oauth", "compute", "serviceusage", "container")
     }

@@ -6,11 +6,11 @@ import asyncio
 import re
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 from aiohttp import web
 
 from sandbox.gcp.errors import GcpError, bad_request, not_found
+from sandbox.gcp.hosts import ApiHost
 from sandbox.gcp.operations import Operation, OperationRunner
 from sandbox.gcp.state import SERVICE_TITLES, GcpState, Project
 from sandbox.gcp.validation import injected_operation_failure, json_body, paginate
@@ -21,7 +21,7 @@ _BATCH_LIMIT = 20
 
 
 class ServiceUsageApi:
-    def __init__(self, sandbox: Any, runner: OperationRunner) -> None:
+    def __init__(self, sandbox: ApiHost, runner: OperationRunner) -> None:
         self._sandbox = sandbox
         self._state: GcpState = sandbox.gcp
         self._runner = runner

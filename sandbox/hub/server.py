@@ -9,11 +9,11 @@ Authorization header" is a bad token rather than a missing repo).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
 
 from aiohttp import web
 
-from sandbox.core.faults import fault_middleware
+from sandbox.core.faults import FaultHost, fault_middleware
 
 HUB_URL = "https://huggingface.co"
 # The Hub's answer to a token it does not know, on every endpoint (body and X-Error-Message).
@@ -48,7 +48,13 @@ class HubState:
         self.tokens[token] = gated_access
 
 
-def build_hub_app(sandbox: Any) -> web.Application:
+class HubHost(FaultHost, Protocol):
+    """What the Hub twin reads from its sandbox."""
+
+    hub: HubState
+
+
+def build_hub_app(sandbox: HubHost) -> web.Application:
     hub = HubApi(sandbox.hub)
     app = web.Application(middlewares=[fault_middleware("hub", sandbox)])
     models = "/api/models/{namespace}/{name}"

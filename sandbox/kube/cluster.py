@@ -7,11 +7,12 @@ import socket
 import ssl
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
-from sandbox.core.faults import fault_middleware
+from sandbox.core.certs import CertificateAuthority
+from sandbox.core.faults import FaultHost, fault_middleware
 from sandbox.kube.admission import ServiceAddresses
 from sandbox.kube.builtin import (
     BUILTIN_TYPES,
@@ -20,11 +21,11 @@ from sandbox.kube.builtin import (
     preinstalled_gateway_classes,
 )
 from sandbox.kube.controllers import all_controllers
-from sandbox.kube.controllers.base import Controller
+from sandbox.kube.controllers.base import Controller, ControllerHost
 from sandbox.kube.controllers.crds import established_status
 from sandbox.kube.gke_version import GkeVersion
 from sandbox.kube.resources import ResourceRegistry
-from sandbox.kube.server import KubeApiServer
+from sandbox.kube.server import KubeApiServer, TokenHost
 from sandbox.kube.status import KubeApiError
 from sandbox.kube.store import ObjectStore
 
@@ -39,10 +40,21 @@ def region_of(location: str) -> str:
     return location
 
 
+class ClusterHost(FaultHost, ControllerHost, TokenHost, Protocol):
+    """What a cluster reads from its sandbox: what its API server and controllers need, and the CA
+    that signs the API server's certificate."""
+
+    ca: CertificateAuthority
+
+
 class KubeCluster:
+    """Composes one cluster: its store, API server (sandbox.kube.server) and controllers
+    (sandbox.kube.controllers), which see it only through the ServedCluster and ControlledCluster
+    protocols."""
+
     def __init__(
         self,
-        sandbox: Any,
+        sandbox: ClusterHost,
         *,
         project: str,
         location: str,

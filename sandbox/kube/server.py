@@ -9,13 +9,13 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
-from sandbox.core.auth import bearer_token
+from sandbox.core.auth import TokenAuthority, bearer_token
 from sandbox.kube import discovery
-from sandbox.kube.admission import apply_defaults, validate
+from sandbox.kube.admission import ServiceAddresses, apply_defaults, validate
 from sandbox.kube.apply import record_update, server_side_apply
 from sandbox.kube.content import (
     APPLY_PATCH,
@@ -30,7 +30,7 @@ from sandbox.kube.content import (
 )
 from sandbox.kube.logs import pod_log
 from sandbox.kube.patches import json_patch, merge_patch, strategic_merge_patch
-from sandbox.kube.resources import ResourceType
+from sandbox.kube.resources import ResourceRegistry, ResourceType
 from sandbox.kube.scale import scale_view, with_replicas
 from sandbox.kube.selectors import FieldRequirement, Requirement, parse_field_selector, parse_label_selector
 from sandbox.kube.status import (
@@ -42,18 +42,29 @@ from sandbox.kube.status import (
     success_status,
     unauthorized,
 )
+from sandbox.kube.store import ObjectStore
 from sandbox.kube.tables import table, wants_table
 from sandbox.kube.watch import CLOSE, WatchFilter, stream, write_event
-
-if TYPE_CHECKING:
-    from sandbox.kube.cluster import KubeCluster
-    from sandbox.kube.resources import ResourceRegistry
-    from sandbox.kube.store import ObjectStore
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 UNAUTHENTICATED_PATHS = frozenset({"/healthz", "/readyz", "/livez"})
 MAX_WATCH_SECONDS = 1800
+
+
+class TokenHost(Protocol):
+    tokens: TokenAuthority
+
+
+class ServedCluster(Protocol):
+    """What the API server reads from its cluster (sandbox.kube.cluster.KubeCluster, which builds it)."""
+
+    sandbox: TokenHost
+    store: ObjectStore
+    registry: ResourceRegistry
+    service_addresses: ServiceAddresses
+    version: str
+    endpoint: str
 
 
 @dataclass(frozen=True)
@@ -84,7 +95,7 @@ async def status_errors(request: web.Request, handler: Handler) -> web.StreamRes
 
 
 class KubeApiServer:
-    def __init__(self, cluster: KubeCluster) -> None:
+    def __init__(self, cluster: ServedCluster) -> None:
         self.cluster = cluster
         self._watch_queues: set[asyncio.Queue] = set()
 

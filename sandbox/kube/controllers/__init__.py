@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from sandbox.kube.controllers.base import Controller
+from sandbox.kube.controllers.base import ControlledCluster, Controller
 from sandbox.kube.controllers.crds import CrdController
 from sandbox.kube.controllers.deployments import DeploymentController, ReplicaSetController
 from sandbox.kube.controllers.gateways import GatewayClassController, GatewayController
 from sandbox.kube.controllers.pods import PodController
 from sandbox.kube.controllers.pools import InferencePoolController
 from sandbox.kube.controllers.routes import HttpRouteController
-
-if TYPE_CHECKING:
-    from sandbox.kube.cluster import KubeCluster
 
 CONTROLLER_TYPES: tuple[type[Controller], ...] = (
     CrdController,
@@ -27,5 +22,5 @@ CONTROLLER_TYPES: tuple[type[Controller], ...] = (
 )
 
 
-def all_controllers(cluster: KubeCluster) -> list[Controller]:
+def all_controllers(cluster: ControlledCluster) -> list[Controller]:
     return [controller_type(cluster) for controller_type in CONTROLLER_TYPES]

@@ -5,12 +5,40 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from sandbox.kube.cluster import KubeCluster
+from sandbox.core.addresses import AddressPool
+from sandbox.core.faults import FaultTable
+from sandbox.core.profiles import Profile
+from sandbox.gcp.state import GcpState
+from sandbox.kube.store import ObjectStore
 
 log = logging.getLogger(__name__)
+
+
+class ControllerHost(Protocol):
+    """What the controllers read from the sandbox: timings, fault behaviours, loopback addresses for
+    pods and Gateways, and the Compute state a Gateway's load balancer lives in."""
+
+    profile: Profile
+    faults: FaultTable
+    addresses: AddressPool
+    gcp: GcpState
+
+
+class ControlledCluster(Protocol):
+    """The cluster the controllers run in (sandbox.kube.cluster.KubeCluster composes them; they never
+    import it, so the two modules do not import each other)."""
+
+    sandbox: ControllerHost
+    store: ObjectStore
+    project: str
+    location: str
+    region: str
+    name: str
+    version: str
+    network: str
+    subnetwork: str
 
 
 class Controller:
@@ -23,7 +51,7 @@ class Controller:
     primary: tuple[str, str]  # (apiVersion, kind)
     watches: tuple[tuple[str, str], ...] = ()
 
-    def __init__(self, cluster: KubeCluster) -> None:
+    def __init__(self, cluster: ControlledCluster) -> None:
         self.cluster = cluster
         self.store = cluster.store
         self.profile = cluster.sandbox.profile

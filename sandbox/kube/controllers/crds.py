@@ -18,7 +18,7 @@ import copy
 from typing import Any
 
 from sandbox.kube.builtin import gke_managed_crds
-from sandbox.kube.controllers.base import Controller
+from sandbox.kube.controllers.base import ControlledCluster, Controller
 from sandbox.kube.controllers.conditions import condition, is_true
 
 CRD = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
@@ -44,7 +44,7 @@ def established_status(crd: dict[str, Any]) -> dict[str, Any]:
 class CrdController(Controller):
     primary = CRD
 
-    def __init__(self, cluster) -> None:  # noqa: ANN001
+    def __init__(self, cluster: ControlledCluster) -> None:
         super().__init__(cluster)
         self._pending: set[str] = set()
 

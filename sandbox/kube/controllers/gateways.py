@@ -22,7 +22,7 @@ from sandbox.gcp.loadbalancers import (
     short_hash,
 )
 from sandbox.kube.builtin import GKE_GATEWAY_CONTROLLER
-from sandbox.kube.controllers.base import Controller
+from sandbox.kube.controllers.base import ControlledCluster, Controller
 from sandbox.kube.controllers.conditions import condition
 from sandbox.kube.controllers.events import EventRecorder
 
@@ -71,7 +71,7 @@ class GatewayController(Controller):
     primary = GATEWAY
     watches = (GATEWAY_CLASS, HTTP_ROUTE)
 
-    def __init__(self, cluster) -> None:  # noqa: ANN001
+    def __init__(self, cluster: ControlledCluster) -> None:
         super().__init__(cluster)
         self._first_seen: dict[str, float] = {}
         self._addresses: dict[str, str] = {}

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.dataplane.podspec import engine_startup_error
-from sandbox.kube.controllers.base import Controller
+from sandbox.kube.controllers.base import ControlledCluster, Controller
 from sandbox.kube.controllers.conditions import condition
 from sandbox.kube.controllers.events import EventRecorder
 from sandbox.kube.gpus import (
@@ -70,7 +70,7 @@ class PodController(Controller):
     primary = POD
     watches = (SECRET, CONFIG_MAP, COMPUTE_CLASS)
 
-    def __init__(self, cluster) -> None:  # noqa: ANN001
+    def __init__(self, cluster: ControlledCluster) -> None:
         super().__init__(cluster)
         self._progress: dict[str, PodProgress] = {}
         self.events = EventRecorder(self.store, "kubelet")

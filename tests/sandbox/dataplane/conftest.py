@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from sandbox.dataplane.standalone import StandaloneLab
+from sandbox.dataplane.harness import DataPlaneHarness
 
 
 @pytest.fixture
 async def lab():
-    async with StandaloneLab() as standalone:
-        yield standalone
+    async with DataPlaneHarness() as harness:
+        yield harness

@@ -12,8 +12,8 @@ import httpx
 import openai
 import pytest
 
+from sandbox.dataplane.harness import MODEL, NAMESPACE, POOL, WRONG_MODEL, eventually
 from sandbox.dataplane.metrics import LoraInfo
-from sandbox.dataplane.standalone import MODEL, NAMESPACE, POOL, WRONG_MODEL, eventually
 
 TUTORIAL_4_2 = {
     "model": MODEL,

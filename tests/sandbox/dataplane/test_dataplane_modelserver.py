@@ -11,11 +11,12 @@ import httpx
 import openai
 import pytest
 
+from sandbox.core.addresses import AddressPool
 from sandbox.dataplane.engine import Latency
+from sandbox.dataplane.harness import MODEL, eventually
 from sandbox.dataplane.metrics import LoraInfo, gauge_value, latest_lora_info, parse_samples
 from sandbox.dataplane.modelserver import ModelServer
 from sandbox.dataplane.podspec import model_server_spec
-from sandbox.dataplane.standalone import MODEL, LoopbackAddresses, eventually
 
 FAST = Latency(time_to_first_token=0.005, per_output_token=0.001)
 
@@ -42,11 +43,12 @@ def vllm_pod(args: list[str], image: str = "vllm/vllm-openai:v0.8.5", ports: lis
 @pytest.fixture
 async def server_for():
     started: list[ModelServer] = []
+    addresses = AddressPool()
 
     async def start(args: list[str], latency: Latency = FAST) -> tuple[ModelServer, str]:
         spec = model_server_spec(vllm_pod(args))
         server = ModelServer(spec, latency, pod_name="vllm-0", namespace="default")
-        await server.start(LoopbackAddresses().allocate())
+        await server.start(addresses.allocate())
         started.append(server)
         host, port = server.address
         return server, f"http://{host}:{port}"
@@ -54,6 +56,7 @@ async def server_for():
     yield start
     for server in started:
         await server.stop()
+    addresses.close()
 
 
 async def test_chat_completion_is_deterministic_and_respects_max_tokens(server_for):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from sandbox.dataplane.standalone import GATEWAY, MODEL, NAMESPACE, eventually
+from sandbox.dataplane.harness import GATEWAY, MODEL, NAMESPACE, eventually
 
 GATEWAY_KIND = ("gateway.networking.k8s.io/v1", "Gateway")
 HELLO = {"model": MODEL, "messages": [{"role": "user", "content": "Hello"}]}

@@ -14,7 +14,7 @@ import kubernetes
 import openai
 import pytest
 
-from sandbox.dataplane.standalone import APP, GATEWAY, MODEL, POOL, POOL_REF, WRONG_MODEL
+from sandbox.dataplane.harness import APP, GATEWAY, MODEL, POOL, POOL_REF, WRONG_MODEL
 
 PROJECT_REGION = "us-central1"
 NETWORK = "dataplane-lab-vpc"

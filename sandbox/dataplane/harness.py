@@ -1,16 +1,17 @@
-"""A data plane without the rest of the sandbox: an object store the tests or a benchmark fill with the
-tutorial's objects directly (no controllers), deciding themselves when pods are Ready and when the
-Gateway is programmed. Used by `make bench` (through loadtest.py) and by the data plane tests."""
+"""A harness for the data plane alone: an object store the tests or a benchmark fill with the tutorial's
+objects directly (no Kubernetes API, no controllers), deciding themselves when pods are Ready and when
+the Gateway is programmed. Used by `make bench` (through loadtest.py, bench/gateway.py) and by the
+data plane tests."""
 
 from __future__ import annotations
 
 import asyncio
-import random
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sandbox.core.addresses import AddressPool
+from sandbox.core.faults import FaultTable, RequestLog
 from sandbox.core.profiles import Profile, get_profile
 from sandbox.dataplane.plane import DataPlane
 from sandbox.kube.store import ObjectStore
@@ -23,40 +24,15 @@ GATEWAY = "inference-gateway"
 NAMESPACE = "default"
 POOL_REF = {"group": "inference.networking.k8s.io", "kind": "InferencePool", "name": POOL}
 
-# Each process draws its own 127.N.0.0/16 (N in 100..199, apart from the 127.1.x.y a Sandbox hands out),
-# and skips addresses whose model-server or gateway port is taken, so parallel test runs and a benchmark
-# do not collide.
-_PROBED_PORTS = (80, 8000)
-_SECOND_OCTET = 100 + random.SystemRandom().randrange(100)
-_ADDRESSES = (f"127.{_SECOND_OCTET}.{n // 250}.{n % 250 + 1}" for n in range(250 * 256))
-
-
-def _ports_free(address: str) -> bool:
-    for port in _PROBED_PORTS:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((address, port))
-            except PermissionError:
-                continue  # a privileged port, unprobeable without root: no evidence either way
-            except OSError:
-                return False
-    return True
-
-
-class LoopbackAddresses:
-    def allocate(self) -> str:
-        for address in _ADDRESSES:
-            if _ports_free(address):
-                return address
-        raise RuntimeError("no free loopback address left for the standalone data plane")
-
 
 @dataclass(frozen=True)
 class _Host:
-    """What the DataPlane reads from its sandbox: only the timing profile (no fault table here)."""
+    """The harness's side of sandbox.dataplane.plane.DataPlaneHost: the timing profile, and no fault
+    table or request log (the harness's servers run without that middleware)."""
 
     profile: Profile
+    faults: FaultTable | None = None
+    log: RequestLog | None = None
 
 
 @dataclass(frozen=True)
@@ -73,21 +49,27 @@ async def eventually(predicate: Callable[[], bool], timeout: float = 3.0) -> Non
         await asyncio.sleep(0.005)
 
 
-class StandaloneLab:
-    """A data plane watching its own object store, and writers for the tutorial's objects."""
+class DataPlaneHarness:
+    """A data plane watching its own object store, and writers for the tutorial's objects.
+
+    Its loopback addresses come from its own AddressPool, the allocator a Sandbox uses, so a harness
+    and any sandbox of the same process never hand out the same address."""
 
     def __init__(self, profile: str = "instant") -> None:
         self.store = ObjectStore()
         self.dataplane = DataPlane(_Host(get_profile(profile)), _Cluster(self.store))
-        self.addresses = LoopbackAddresses()
+        self.addresses = AddressPool()
         self.gateway_ip: str | None = None
 
-    async def __aenter__(self) -> StandaloneLab:
+    async def __aenter__(self) -> DataPlaneHarness:
         await self.dataplane.start()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self.dataplane.stop()
+        try:
+            await self.dataplane.stop()
+        finally:
+            self.addresses.close()
 
     # -- model servers -------------------------------------------------------------------------------
 

@@ -6,7 +6,11 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 UV_VERSION  := 0.13.9
 UV          := python3 -m uv
-STAMP       := $(VENV)/.synced-$(shell sha256sum requirements.txt | cut -c1-16)
+# Two locks: requirements/runtime.txt (what the image and a Composer environment install) and
+# requirements/dev.txt (runtime + sandbox, tests, lint), which the venv syncs.
+RUNTIME_LOCK := requirements/runtime.txt
+DEV_LOCK    := requirements/dev.txt
+STAMP       := $(VENV)/.synced-$(shell sha256sum $(DEV_LOCK) | cut -c1-16)
 
 # Local Airflow: state in an ignored folder of the repo, examples off, 4 worker slots.
 export AIRFLOW_HOME                          := $(CURDIR)/.airflow
@@ -26,14 +30,14 @@ help:
 	@echo "make up      sandbox + Airflow UI on loopback (Ctrl-C stops everything)"
 	@echo "make lint    ruff with the Airflow rules"
 	@echo "make bench   benchmarks (writes bench/results.json and BENCHMARKS.md)"
-	@echo "make lock    re-lock requirements.txt from requirements.in"
+	@echo "make lock    re-lock requirements/runtime.txt and requirements/dev.txt from their .in files"
 
 setup: $(STAMP) $(AIRFLOW_HOME)/airflow.db
 
-$(STAMP): requirements.txt
+$(STAMP): $(DEV_LOCK)
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
 	@test -x $(PY) || $(UV) venv --quiet --python 3.11 --no-python-downloads $(VENV)
-	$(UV) pip sync --quiet --python $(PY) requirements.txt
+	$(UV) pip sync --quiet --python $(PY) $(DEV_LOCK)
 	@rm -f $(VENV)/.synced-* && touch $@
 
 $(AIRFLOW_HOME)/airflow.db: | $(STAMP)
@@ -65,7 +69,9 @@ bench: setup
 
 lock:
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
-	$(UV) pip compile --quiet requirements.in --python-version 3.11 -o requirements.txt
+	$(UV) pip compile --quiet requirements/runtime.in --python-version 3.11 -o $(RUNTIME_LOCK)
+	@# dev is constrained by the runtime lock: every package both hold has the same version in both
+	$(UV) pip compile --quiet requirements/dev.in -c $(RUNTIME_LOCK) --python-version 3.11 -o $(DEV_LOCK)
 
 clean:
 	rm -rf $(AIRFLOW_HOME) .pytest_cache .ruff_cache

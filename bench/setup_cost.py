@@ -1,6 +1,6 @@
 """Setup cost: a cold install of the lock with uv, and the wall time of `make test`.
 
-Install: `uv pip sync requirements.txt` into a fresh venv with an empty, temporary uv cache (every
+Install: `uv pip sync requirements/dev.txt` into a fresh venv with an empty, temporary uv cache (every
 wheel comes from PyPI), then again into another fresh venv with that cache now warm; the figure is
 cold / warm. Skipped with BENCH_SKIP_INSTALL=1 (it downloads ~1.5 GB).
 
@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-LOCK = REPO / "requirements.txt"
+LOCK = REPO / "requirements" / "dev.txt"
 INSTALL_TIMEOUT_S = 1800
 TEST_TIMEOUT_S = 1800
 TEST_BUDGET_S = 15 * 60

@@ -55,17 +55,25 @@ class AirflowStack:
         )
 
     def start(self, *components: str) -> None:
-        self.logdir.mkdir(parents=True, exist_ok=True)
         for name in components or COMPONENTS:
-            log = (self.logdir / f"{name}.log").open("a")
-            self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", "airflow", name],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            log.close()
+            self.start_process(name, [name])
+
+    def start_process(
+        self, name: str, airflow_args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> None:
+        """`airflow ARGS` as a stack process named `name` (e.g. a Celery worker with its own
+        environment and working directory); stop() and kill() treat it like a component."""
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        log = (self.logdir / f"{name}.log").open("a")
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", "airflow", *airflow_args],
+            env={**self.env, **(env or {})},
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
 
     def kill(self, *components: str) -> None:
         """Kill components abruptly (SIGKILL to the whole group), as a crash would."""

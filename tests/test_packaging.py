@@ -13,14 +13,19 @@ REPO = Path(__file__).resolve().parent.parent
 AIRFLOW_COMPONENTS = {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"}
 
 
-def locked_versions() -> dict[str, str]:
+RUNTIME_LOCK = REPO / "requirements" / "runtime.txt"
+DEV_LOCK = REPO / "requirements" / "dev.txt"
+DEV_ONLY = {"pytest", "pytest-asyncio", "pytest-timeout", "ruff", "playwright", "aiosmtpd"}
+
+
+def locked_versions(lock: Path = RUNTIME_LOCK) -> dict[str, str]:
     pins = {}
-    for line in (REPO / "requirements.txt").read_text().splitlines():
+    for line in lock.read_text().splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         name, sep, version = line.partition("==")
-        assert sep, f"requirements.txt line is not pinned with ==: {line!r}"
+        assert sep, f"{lock.name} line is not pinned with ==: {line!r}"
         pins[name.lower()] = version.split(";")[0].strip()
     return pins
 
@@ -34,20 +39,40 @@ def compose() -> dict:
     return yaml.safe_load((REPO / "docker-compose.yaml").read_text())
 
 
-def test_every_direct_dependency_is_in_the_lock():
-    pins = locked_versions()
-    for line in (REPO / "requirements.in").read_text().splitlines():
+def direct_dependencies(source: Path) -> set[str]:
+    names = set()
+    for line in source.read_text().splitlines():
         line = line.split("#")[0].strip()
-        if line:
-            name = re.split(r"[<>=!\[ ]", line, maxsplit=1)[0].lower()
-            assert name in pins, f"{name} is in requirements.in but not locked"
+        if line.startswith("-r "):
+            names |= direct_dependencies(source.parent / line.split()[1])
+        elif line:
+            names.add(re.split(r"[<>=!\[ ]", line, maxsplit=1)[0].lower())
+    return names
+
+
+@pytest.mark.parametrize("name", ["runtime", "dev"])
+def test_every_direct_dependency_is_in_its_lock(name):
+    pins = locked_versions(REPO / "requirements" / f"{name}.txt")
+    missing = direct_dependencies(REPO / "requirements" / f"{name}.in") - set(pins)
+    assert not missing, f"in requirements/{name}.in but not locked: {missing}"
+
+
+def test_the_dev_lock_agrees_with_the_runtime_lock_on_every_shared_package():
+    runtime, dev = locked_versions(RUNTIME_LOCK), locked_versions(DEV_LOCK)
+    assert set(runtime) <= set(dev), "dev is runtime plus the dev tools"
+    assert {name: (v, dev[name]) for name, v in runtime.items() if dev[name] != v} == {}
+
+
+def test_the_runtime_lock_holds_no_test_or_lint_tool():
+    assert DEV_ONLY <= set(locked_versions(DEV_LOCK))
+    assert DEV_ONLY & set(locked_versions(RUNTIME_LOCK)) == set()
 
 
 def test_dockerfile_base_image_matches_the_locked_airflow_and_python():
     airflow = locked_versions()["apache-airflow"]
     python = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
     base = next(line for line in dockerfile_lines() if line.startswith("FROM "))
-    assert base == f"FROM apache/airflow:{airflow}-python3.11"
+    assert base == f"FROM apache/airflow:slim-{airflow}-python3.11"
     assert ">=3.11" in python
     assert f"ARG AIRFLOW_VERSION={airflow}" in dockerfile_lines()
 
@@ -60,7 +85,8 @@ def test_dockerfile_installs_the_lock_with_airflow_re_pinned():
 
 def test_every_path_the_dockerfile_copies_exists():
     copies = [line.split()[-2] for line in dockerfile_lines() if line.startswith("COPY ")]
-    assert {"requirements.txt", "dags/", "plugins/", "include/"} <= set(copies)
+    assert {"requirements/runtime.txt", "dags/", "plugins/", "include/"} <= set(copies)
+    assert not any("dev" in source for source in copies), "the image takes the runtime lock only"
     for source in copies:
         assert (REPO / source).exists(), f"Dockerfile copies {source}, which does not exist"
 
@@ -69,8 +95,12 @@ def test_compose_runs_every_airflow_3_component_on_local_executor(compose):
     services = compose["services"]
     assert {"postgres", "db-migration"} | AIRFLOW_COMPONENTS <= set(services)
     env = compose["x-airflow-common"]["environment"]
-    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    # LocalExecutor unless the operator opts into the celery profile (tests/stack/test_compose.py)
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "${AIRFLOW_EXECUTOR:-LocalExecutor}"
     commands = {name: services[name]["command"] for name in AIRFLOW_COMPONENTS | {"db-migration"}}
+    # the api-server first writes the admin's password from the environment, then execs Airflow
+    assert commands["airflow-apiserver"][0].endswith("&& exec airflow api-server")
+    commands["airflow-apiserver"] = "api-server"
     assert commands == {
         "airflow-apiserver": "api-server",
         "airflow-scheduler": "scheduler",
@@ -95,7 +125,7 @@ def test_compose_execution_api_url_points_at_the_api_server(compose):
 def test_compose_database_driver_is_in_the_lock(compose):
     env = compose["x-airflow-common"]["environment"]
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith(
-        "postgresql+psycopg2://airflow:airflow@postgres/"
+        "postgresql+psycopg2://airflow:${POSTGRES_PASSWORD:?"
     )
     pins = locked_versions()
     assert "psycopg2-binary" in pins and "apache-airflow-providers-postgres" in pins

@@ -15,14 +15,12 @@ if TYPE_CHECKING:
     from airflow.sdk.types import TaskInstanceKey
 
 CONSOLE = "https://console.cloud.google.com"
-_UNSET = frozenset({"", "None", "null"})
 
 
-def console_url(path: str, project_id: object) -> str:
-    project = "" if project_id is None else str(project_id).strip()
-    if project in _UNSET:
+def console_url(path: str, project_id: str | None) -> str:
+    if not project_id:
         return ""
-    return f"{CONSOLE}/{quote(path)}?{urlencode({'project': project})}"
+    return f"{CONSOLE}/{quote(path)}?{urlencode({'project': project_id})}"
 
 
 class ApisConsoleLink(BaseOperatorLink):

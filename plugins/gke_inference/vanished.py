@@ -20,8 +20,8 @@ RUN_AGAIN = "run the DAG again (mode ensure or rebuild) to build it"
 
 def cluster_vanished(gke: GKEClusterHook, name: str, project_id: str | None) -> str | None:
     """A sentence when the cluster is gone, being deleted or broken; None while it may still serve."""
+    from gke_inference.errors import is_service_disabled
     from gke_inference.hooks.gke import FAILED_CLUSTER_STATES, ClusterStatus, status_name
-    from gke_inference.operators.teardown_gcp import is_service_disabled
 
     where = f"The cluster {name} (tutorial 2.1)"
     try:
@@ -71,7 +71,8 @@ def what_vanished(
     hook: KubernetesApplyHook, namespace: str = "", *, gateway: str = "", pool: str = ""
 ) -> str | None:
     """The cluster first (without it nothing else can be asked), then the Gateway and the pool."""
-    gone = cluster_vanished(hook.gke_hook, hook.cluster_name, hook.project_id)
+    target = hook.target
+    gone = cluster_vanished(hook.gke_hook, target.cluster_name, target.project_id)
     if gone or not (gateway or pool):
         return gone
     return object_vanished(hook, namespace, gateway=gateway, pool=pool)

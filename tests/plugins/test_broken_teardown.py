@@ -64,7 +64,7 @@ def released(cluster: dict):
         started_at=0,
         deadline=0,
     )
-    return trigger.check()
+    return trigger.check(trigger.make_hook(), 0.0)
 
 
 def set_status(sandbox, cluster: dict, status: str) -> None:

@@ -12,13 +12,8 @@ import pytest
 import requests
 from google.api_core import exceptions as api_exceptions
 
-from gke_inference.hooks._errors import (
-    MissingResourceError,
-    OperationFailedError,
-    ResourceMismatchError,
-    explain,
-    is_terminal,
-)
+from gke_inference.errors import explain, is_terminal
+from gke_inference.hooks._errors import MissingResourceError, OperationFailedError, ResourceMismatchError
 from gke_inference.hooks._operations import poll_until
 from gke_inference.hooks._retry import MAX_RETRY_AFTER, is_transient, retry_after_seconds
 from gke_inference.hooks.compute_network import ComputeNetworkHook, SubnetworkSpec

@@ -190,7 +190,7 @@ def test_sensor_defers_while_provisioning_with_the_timeout(project, network_read
 
     trigger = deferred.value.trigger
     assert isinstance(trigger, ClusterRunningTrigger)
-    assert (trigger.cluster_name, trigger.project_id, trigger.poll_interval) == (
+    assert (trigger.target.cluster_name, trigger.target.project_id, trigger.poll_interval) == (
         network_ready["cluster"],
         project,
         0.1,
@@ -212,11 +212,14 @@ def test_sensor_completion_events():
     op = sensor("p", "c")
     cluster = {"name": "c", "current_master_version": "1.34.1-gke.1", "endpoint": "127.0.0.1:1"}
 
-    assert op.execute_complete(CONTEXT, {"status": "success", "cluster": cluster}) == cluster
+    assert op.execute_complete(CONTEXT, {"status": "success", "result": cluster}) == cluster
     with pytest.raises(AirflowFailException, match="cluster 'c' is ERROR"):
         op.execute_complete(CONTEXT, {"status": "failed", "message": "cluster 'c' is ERROR"})
     with pytest.raises(RuntimeError, match="will retry: HTTP 500"):
         op.execute_complete(CONTEXT, {"status": "error", "message": "HTTP 500"})
+    # Still provisioning at the deadline is no verdict on the cluster: the task retries.
+    with pytest.raises(RuntimeError, match="will retry: cluster 'c': gave up"):
+        op.execute_complete(CONTEXT, {"status": "timeout", "message": "cluster 'c': gave up after 30s"})
 
 
 def test_existing_cluster_on_another_network_fails_fast(project, network_ready):
@@ -339,4 +342,4 @@ def test_console_links_point_at_the_managed_resources():
         "/kubernetes/clusters/details/us-central1/lab/details?project=my-project"
     )
     assert link(sensor("my-project", "lab")) == link(cluster_op("my-project", names))
-    assert link(EnableApisOperator(task_id="apis", project_id="None")) == ""
+    assert link(EnableApisOperator(task_id="apis", project_id=None)) == ""

@@ -196,7 +196,7 @@ async def test_the_wait_lasts_until_gke_releases_the_load_balancer(sandbox, clea
     )
     event = await first_event(trigger)
 
-    assert event["status"] == "success" and event["left"] == [], event
+    assert event["status"] == "success" and event["result"] == [], event
     assert time.time() - started >= 2.0  # two postponed cleanups of >= 1 s each
     polls = [
         e
@@ -228,7 +228,7 @@ async def test_the_wait_times_out_naming_what_is_left(sandbox, clean_faults, clu
     event = await first_event(trigger)
     assert event["status"] == "timeout"
     assert "finalizers (gateway.finalizer.networking.gke.io)" in event["message"]
-    assert any(left.startswith(f"regions/{REGION}/forwardingRules/gkegw1-") for left in event["left"])
+    assert any(left.startswith(f"regions/{REGION}/forwardingRules/gkegw1-") for left in event["result"])
 
 
 def test_the_sensor_defers_and_reports(sandbox, gcp_connection):
@@ -246,7 +246,7 @@ def test_the_sensor_defers_and_reports(sandbox, gcp_connection):
         sensor.execute({})
     assert deferred.value.timeout == timedelta(seconds=900 + DEFER_TIMEOUT_MARGIN)
     assert isinstance(deferred.value.trigger, GatewayReleasedTrigger)
-    assert sensor.execute_complete({}, {"status": "success", "message": "gone", "left": []}) == {
+    assert sensor.execute_complete({}, {"status": "success", "message": "gone", "result": []}) == {
         "message": "gone",
         "left": [],
     }

@@ -142,7 +142,12 @@ async def test_cluster_trigger_outlives_its_tokens(
     cluster = start_cluster(project, network, subnetwork)
     mark = time.time()
     trigger = ClusterRunningTrigger(
-        cluster_name=cluster, location=REGION, project_id=project, poll_interval=0.2
+        cluster_name=cluster,
+        location=REGION,
+        project_id=project,
+        poll_interval=0.2,
+        started_at=mark,
+        deadline=mark + 60,
     )
 
     event = await first_event(trigger)

@@ -22,9 +22,10 @@ import urllib3.exceptions
 from google.api_core import exceptions as api_exceptions
 from google.api_core.retry import Retry, exponential_sleep_generator, retry_target
 
+from gke_inference.errors import TRANSIENT_HTTP_STATUSES
+
 log = logging.getLogger(__name__)
 
-TRANSIENT_HTTP_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Per-request timeout handed to every client call (seconds).
 REQUEST_TIMEOUT = 30.0
 # Total time one logical call may spend retrying (seconds).
@@ -45,7 +46,7 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def _is_kubernetes_api_error(exc: BaseException) -> bool:
+def is_kubernetes_api_error(exc: BaseException) -> bool:
     # Looked up, not imported: the kubernetes package is slow to import (it would slow DAG parsing),
     # and if it was never imported, no error can come from it.
     module = sys.modules.get("kubernetes.client.exceptions")
@@ -56,7 +57,7 @@ def http_status_of(exc: BaseException) -> int | None:
     """The HTTP status a Google or Kubernetes client error carries, if any."""
     if isinstance(exc, api_exceptions.GoogleAPICallError):
         return exc.code if isinstance(exc.code, int) else None
-    if _is_kubernetes_api_error(exc):
+    if is_kubernetes_api_error(exc):
         return exc.status or None
     return None
 
@@ -77,7 +78,7 @@ def retry_after_seconds(exc: BaseException) -> float | None:
     headers = None
     if isinstance(exc, api_exceptions.GoogleAPICallError) and exc.response is not None:
         headers = getattr(exc.response, "headers", None)
-    elif _is_kubernetes_api_error(exc):
+    elif is_kubernetes_api_error(exc):
         headers = exc.headers
     raw = headers.get("Retry-After") if headers else None
     if not raw:
@@ -97,7 +98,7 @@ def describe_error(exc: BaseException) -> str:
     status = http_status_of(exc)
     if isinstance(exc, api_exceptions.GoogleAPICallError):
         return f"HTTP {status} {type(exc).__name__}: {exc.message}"
-    if _is_kubernetes_api_error(exc):
+    if is_kubernetes_api_error(exc):
         return f"HTTP {status} {exc.reason}"
     return f"{type(exc).__name__}: {exc}"
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal, TypeVar
@@ -28,6 +28,7 @@ from kubernetes.config.kube_config import FileOrData
 from kubernetes.dynamic import DynamicClient, Resource
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
+from gke_inference.cluster_target import DEFAULT_GCP_CONN_ID, ClusterTarget
 from gke_inference.hooks._base import CredentialsRefusedError, credentials_refused, is_refused_credential
 from gke_inference.hooks._retry import DEFAULT_RETRY, describe_error
 from gke_inference.hooks.gke import GKEClusterHook
@@ -79,6 +80,7 @@ class KubernetesApplyHook(BaseHook):
     :param location: its region (or zone).
     :param project_id: its project; None means the connection's project.
     :param gcp_conn_id: the Airflow connection holding the GCP credentials (and optional api_endpoint).
+    :param impersonation_chain: a service account (or chain) to impersonate, for both APIs.
     """
 
     def __init__(
@@ -87,18 +89,19 @@ class KubernetesApplyHook(BaseHook):
         cluster_name: str,
         location: str,
         project_id: str | None = None,
-        gcp_conn_id: str = "google_cloud_default",
+        gcp_conn_id: str = DEFAULT_GCP_CONN_ID,
+        impersonation_chain: str | Sequence[str] | None = None,
     ) -> None:
         super().__init__()
+        self.target = ClusterTarget(cluster_name, location, project_id, gcp_conn_id, impersonation_chain)
         self.cluster_name = cluster_name
-        self.location = location
         self.project_id = project_id
         self.gcp_conn_id = gcp_conn_id
         self._token_refused = False
 
     @cached_property
     def gke_hook(self) -> GKEClusterHook:
-        return GKEClusterHook(gcp_conn_id=self.gcp_conn_id, location=self.location)
+        return self.target.gke_hook()
 
     @cached_property
     def request_timeout(self) -> float:

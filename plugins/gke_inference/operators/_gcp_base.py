@@ -1,18 +1,14 @@
-"""What every GCP operator of this package shares: connection args and the terminal-error rule."""
+"""What every GCP operator of this package shares: connection args and its failure message."""
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any, ClassVar
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
 
-from gke_inference.hooks._errors import InvalidInputError, explain, is_terminal
-
-_TRUE = frozenset({"true", "1", "yes", "on"})
-_FALSE = frozenset({"false", "0", "no", "off", ""})
+from gke_inference.errors import failing_fast
 
 
 class GcpOperator(BaseOperator):
@@ -43,38 +39,5 @@ class GcpOperator(BaseOperator):
     def hook_kwargs(self) -> dict[str, Any]:
         return {"gcp_conn_id": self.gcp_conn_id, "impersonation_chain": self.impersonation_chain}
 
-    @contextmanager
-    def failing_fast_on_terminal_errors(self) -> Generator[None, None, None]:
-        try:
-            yield
-        except AirflowFailException:
-            raise
-        except Exception as exc:
-            if is_terminal(exc):
-                raise AirflowFailException(
-                    f"{self.action} (tutorial {self.tutorial_step}) failed: {explain(exc)}"
-                ) from exc
-            raise
-
-
-def as_bool(value: object, name: str) -> bool:
-    """A boolean from a bool or from the string a Jinja template renders ("True", "false", ...)."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise InvalidInputError(f"{name} must be true or false, got {value!r}")
-
-
-def as_seconds(value: object, name: str) -> float:
-    """A positive number of seconds from a number or its rendered string."""
-    try:
-        seconds = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"{name} must be a number of seconds, got {value!r}") from None
-    if seconds <= 0:
-        raise InvalidInputError(f"{name} must be positive, got {value!r}")
-    return seconds
+    def failing_fast_on_terminal_errors(self) -> AbstractContextManager[None]:
+        return failing_fast(f"{self.action} (tutorial {self.tutorial_step})")

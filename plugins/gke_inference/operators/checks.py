@@ -18,6 +18,10 @@ import httpx
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from gke_inference.cluster_target import ClusterTarget
+from gke_inference.coerce import optional_param
+from gke_inference.errors import is_transient_status
+
 REPLY_PREVIEW_CHARS = 300
 _EXPECTATIONS = {"accepted": 200, "rejected": 404}
 MAX_REPLY_CHARS = 2000
@@ -100,7 +104,7 @@ def post_chat_completion(url: str, model: str, prompt: str, max_tokens: int, tim
 def raise_for_unexpected(reply: GatewayReply, url: str, model: str, step: str) -> None:
     """Classify anything but a 200 with content: retryable or terminal."""
     where = f"POST {url} with model {model!r} -> HTTP {reply.status}"
-    if reply.status == 429 or reply.status >= 500:
+    if is_transient_status(reply.status):
         raise GatewayNotReadyError(f"{where}: {reply.preview()} ({step})")
     if reply.status == 404 and reply.is_model_server_error:
         raise AirflowFailException(
@@ -131,6 +135,7 @@ class _GatewayCheck(BaseOperator):
         "location",
         "project_id",
         "gcp_conn_id",
+        "impersonation_chain",
         "namespace",
         "gateway_name",
         "pool_name",
@@ -149,6 +154,7 @@ class _GatewayCheck(BaseOperator):
         location: str | None = None,
         project_id: str | None = None,
         gcp_conn_id: str = "google_cloud_default",
+        impersonation_chain: str | Sequence[str] | None = None,
         namespace: str = "default",
         gateway_name: str = "",
         pool_name: str = "",
@@ -165,6 +171,7 @@ class _GatewayCheck(BaseOperator):
         self.location = location
         self.project_id = project_id
         self.gcp_conn_id = gcp_conn_id
+        self.impersonation_chain = impersonation_chain
         self.namespace = namespace
         self.gateway_name = gateway_name
         self.pool_name = pool_name
@@ -182,17 +189,18 @@ class _GatewayCheck(BaseOperator):
     def what_vanished(self) -> str | None:
         if not (self.cluster_name and self.location):
             return None
-        from gke_inference.hooks.kubernetes import KubernetesApplyHook
-        from gke_inference.operators.kubernetes import optional_param
         from gke_inference.vanished import what_vanished
 
-        hook = KubernetesApplyHook(
-            cluster_name=self.cluster_name,
-            location=self.location,
-            project_id=optional_param(self.project_id),
-            gcp_conn_id=self.gcp_conn_id,
+        target = ClusterTarget(
+            self.cluster_name,
+            self.location,
+            optional_param(self.project_id),
+            self.gcp_conn_id,
+            self.impersonation_chain,
         )
-        return what_vanished(hook, self.namespace, gateway=self.gateway_name, pool=self.pool_name)
+        return what_vanished(
+            target.kube_hook(), self.namespace, gateway=self.gateway_name, pool=self.pool_name
+        )
 
     def _ask(self) -> tuple[str, GatewayReply]:
         url = chat_completion_url(self.gateway_address, self.port)
@@ -296,7 +304,7 @@ class ModelRoutingCheckOperator(_GatewayCheck):
         if reply.status == 404:
             self.log.info("%s from the gateway, as expected: %s", where, reply.preview())
             return {"status": 404, "reply": reply.preview(), "pod": None}
-        if reply.status == 429 or reply.status >= 500:
+        if is_transient_status(reply.status):
             raise GatewayNotReadyError(f"{where}: {reply.preview()} (tutorial 5.1)")
         raise AirflowFailException(f"{where}: expected the gateway's 404: {reply.preview()} (tutorial 5.1)")
 

@@ -9,16 +9,17 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseBranchOperator, BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
 from gke_inference import manifests
+from gke_inference.cluster_target import ClusterTaskMixin
+from gke_inference.coerce import optional_param
+from gke_inference.errors import failing_fast, is_service_disabled
 from gke_inference.gke_version import MANAGED_INFERENCE_POOL_SINCE, serves_inference_pool_crd
 from gke_inference.manifests import object_ref
-from gke_inference.operators.teardown_gcp import is_service_disabled
 from gke_inference.ownership import K8S_LABELS
 
 if TYPE_CHECKING:
@@ -58,17 +59,6 @@ TUTORIAL_STEPS: Mapping[str, str] = {
     "body-routing.yaml": "tutorial 5.1",
 }
 GATEWAY_API_KINDS = ("HTTPRoute", "Gateway")
-# Kubernetes answers that no retry will change: the object or the request is wrong (400, 422), the
-# credentials are refused even after a fresh token (401) or lack the permission (403), or what the
-# object lives in does not exist (404: its namespace, or its kind is not served).
-TERMINAL_KUBE_STATUSES = frozenset({400, 401, 403, 404, 422})
-
-_UNSET = frozenset({"", "None", "null"})
-
-
-def optional_param(value: str | None) -> str | None:
-    """A templated optional value: "{{ params.x }}" renders null as "None"."""
-    return None if value is None or str(value).strip() in _UNSET else str(value).strip()
 
 
 def namespace_for(namespace: str | None, context: Context) -> str:
@@ -82,52 +72,7 @@ def params_of(context: Context) -> dict[str, Any]:
     return {key: params[key] for key in params}
 
 
-class ClusterOperatorMixin:
-    """Arguments and hook shared by everything that talks to the cluster's Kubernetes API."""
-
-    cluster_template_fields: ClassVar[tuple[str, ...]] = (
-        "cluster_name",
-        "location",
-        "project_id",
-        "gcp_conn_id",
-    )
-
-    def _init_cluster(
-        self,
-        cluster_name: str,
-        location: str,
-        project_id: str | None,
-        gcp_conn_id: str,
-    ) -> None:
-        self.cluster_name = cluster_name
-        self.location = location
-        self.project_id = project_id
-        self.gcp_conn_id = gcp_conn_id
-
-    @cached_property
-    def kube_hook(self) -> KubernetesApplyHook:
-        from gke_inference.hooks.kubernetes import KubernetesApplyHook
-
-        return KubernetesApplyHook(
-            cluster_name=self.cluster_name,
-            location=self.location,
-            project_id=optional_param(self.project_id),
-            gcp_conn_id=self.gcp_conn_id,
-        )
-
-
-def _fail_if_terminal(exc: BaseException, step: str) -> None:
-    """Turn errors that a retry cannot fix into AirflowFailException; let the rest propagate."""
-    from gke_inference.hooks._errors import explain, is_terminal
-    from gke_inference.hooks.kubernetes import KubernetesApplyError
-
-    if isinstance(exc, KubernetesApplyError) and exc.http_status in TERMINAL_KUBE_STATUSES:
-        raise AirflowFailException(f"{exc} ({step})") from None
-    if is_terminal(exc):
-        raise AirflowFailException(f"{explain(exc)} ({step})") from None
-
-
-class ApplyManifestsOperator(ClusterOperatorMixin, BaseOperator):
+class ApplyManifestsOperator(ClusterTaskMixin, BaseOperator):
     """Render manifest templates with the DAG params and server-side apply them in order.
 
     :param manifest: a template file or directory under include/manifests/, or a list of them.
@@ -135,7 +80,7 @@ class ApplyManifestsOperator(ClusterOperatorMixin, BaseOperator):
     XCom: ``{"created": [...], "updated": [...], "unchanged": [...]}`` of ``Kind/namespace/name``.
     """
 
-    template_fields: Sequence[str] = ClusterOperatorMixin.cluster_template_fields
+    template_fields: Sequence[str] = ClusterTaskMixin.cluster_template_fields
     ui_color = "#e8f0fe"
 
     def __init__(
@@ -146,11 +91,12 @@ class ApplyManifestsOperator(ClusterOperatorMixin, BaseOperator):
         location: str,
         project_id: str | None = None,
         gcp_conn_id: str = "google_cloud_default",
+        impersonation_chain: str | Sequence[str] | None = None,
         step: str = "",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self._init_cluster(cluster_name, location, project_id, gcp_conn_id)
+        self._init_cluster(cluster_name, location, project_id, gcp_conn_id, impersonation_chain)
         self.manifests = [manifest] if isinstance(manifest, str) else list(manifest)
         if not self.manifests:
             raise ValueError("ApplyManifestsOperator needs at least one manifest")
@@ -166,11 +112,8 @@ class ApplyManifestsOperator(ClusterOperatorMixin, BaseOperator):
 
     def execute(self, context: Context) -> dict[str, list[str]]:
         objects = self.render(context)
-        try:
+        with failing_fast(f"Applying {', '.join(self.manifests)} ({self.step})"):
             results = self.kube_hook.apply(objects)
-        except Exception as exc:
-            _fail_if_terminal(exc, self.step)
-            raise
         summary = _summarize(results)
         self.log.info("Applied %d objects: %s", len(results), {k: len(v) for k, v in summary.items()})
         return summary
@@ -211,16 +154,13 @@ class InstallCrdsOperator(ApplyManifestsOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         objects = self.render(context)
         hook = self.kube_hook
-        try:
+        with failing_fast(f"Installing the CRDs ({self.step})"):
             results = hook.apply(objects)
             hook.wait_for_crds_established(
                 [obj["metadata"]["name"] for obj in objects], timeout=self.established_timeout
             )
             missing = self._missing_gke_served_crds(hook)
             version = self._cluster_version(hook) if missing else None
-        except Exception as exc:
-            _fail_if_terminal(exc, self.step)
-            raise
         result = {"crd_set": self.crd_set, **_summarize(results)}
         if not missing:
             return result
@@ -242,7 +182,7 @@ class InstallCrdsOperator(ApplyManifestsOperator):
         ]
 
     def _cluster_version(self, hook: KubernetesApplyHook) -> str:
-        cluster = hook.gke_hook.get_cluster(self.cluster_name, optional_param(self.project_id))
+        cluster = hook.gke_hook.get_cluster(self.cluster_name, hook.target.project_id)
         return cluster.current_master_version
 
     def _defer_until_served(self, missing: list[str], version: str, result: dict[str, Any]) -> None:
@@ -257,10 +197,7 @@ class InstallCrdsOperator(ApplyManifestsOperator):
         )
         self.defer(
             trigger=ServedCrdsTrigger(
-                cluster_name=self.cluster_name,
-                location=self.location,
-                project_id=optional_param(self.project_id),
-                gcp_conn_id=self.gcp_conn_id,
+                **self.cluster_target.to_dict(),
                 crd_names=missing,
                 cluster_version=version,
                 xcom_value=result,
@@ -289,7 +226,7 @@ class InstallCrdsOperator(ApplyManifestsOperator):
         raise AirflowFailException(f"{message} ({self.step})")
 
 
-class ChooseCrdSetOperator(ClusterOperatorMixin, BaseBranchOperator):
+class ChooseCrdSetOperator(ClusterTaskMixin, BaseBranchOperator):
     """Pick the CRD branch (tutorial 2.2) from the cluster's GKE version.
 
     :param cluster_version: the cluster's currentMasterVersion (e.g. from the cluster sensor's XCom);
@@ -298,7 +235,7 @@ class ChooseCrdSetOperator(ClusterOperatorMixin, BaseBranchOperator):
     :param full_set_task_id: the task that installs the full v1.0.0 set.
     """
 
-    template_fields: Sequence[str] = (*ClusterOperatorMixin.cluster_template_fields, "cluster_version")
+    template_fields: Sequence[str] = (*ClusterTaskMixin.cluster_template_fields, "cluster_version")
 
     def __init__(
         self,
@@ -310,10 +247,11 @@ class ChooseCrdSetOperator(ClusterOperatorMixin, BaseBranchOperator):
         location: str | None = None,
         project_id: str | None = None,
         gcp_conn_id: str = "google_cloud_default",
+        impersonation_chain: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self._init_cluster(cluster_name, location, project_id, gcp_conn_id)
+        self._init_cluster(cluster_name, location, project_id, gcp_conn_id, impersonation_chain)
         self.cluster_version = cluster_version
         self.objective_only_task_id = objective_only_task_id
         self.full_set_task_id = full_set_task_id
@@ -323,10 +261,8 @@ class ChooseCrdSetOperator(ClusterOperatorMixin, BaseBranchOperator):
             raise AirflowFailException(
                 "No cluster version given and no cluster_name/location to read it from"
             )
-        from gke_inference.hooks.gke import GKEClusterHook
-
-        hook = GKEClusterHook(location=self.location, gcp_conn_id=self.gcp_conn_id)
-        return hook.get_cluster(self.cluster_name, optional_param(self.project_id)).current_master_version
+        target = self.cluster_target
+        return target.gke_hook().get_cluster(target.cluster_name, target.project_id).current_master_version
 
     def choose_branch(self, context: Context) -> str:
         version = optional_param(self.cluster_version) or self._read_cluster_version()
@@ -345,7 +281,7 @@ class ChooseCrdSetOperator(ClusterOperatorMixin, BaseBranchOperator):
         return branch
 
 
-class HuggingFaceSecretOperator(ClusterOperatorMixin, BaseOperator):
+class HuggingFaceSecretOperator(ClusterTaskMixin, BaseOperator):
     """Write the Hugging Face token from an Airflow connection into the ``hf-token`` Secret (3.2).
 
     The token is read at run time from the connection's password; it never appears in a template
@@ -354,7 +290,7 @@ class HuggingFaceSecretOperator(ClusterOperatorMixin, BaseOperator):
     """
 
     template_fields: Sequence[str] = (
-        *ClusterOperatorMixin.cluster_template_fields,
+        *ClusterTaskMixin.cluster_template_fields,
         "hf_conn_id",
         "namespace",
     )
@@ -368,10 +304,11 @@ class HuggingFaceSecretOperator(ClusterOperatorMixin, BaseOperator):
         hf_conn_id: str = "huggingface_default",
         project_id: str | None = None,
         gcp_conn_id: str = "google_cloud_default",
+        impersonation_chain: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self._init_cluster(cluster_name, location, project_id, gcp_conn_id)
+        self._init_cluster(cluster_name, location, project_id, gcp_conn_id, impersonation_chain)
         self.namespace = namespace
         self.hf_conn_id = hf_conn_id
 
@@ -398,12 +335,8 @@ class HuggingFaceSecretOperator(ClusterOperatorMixin, BaseOperator):
 
     def execute(self, context: Context) -> dict[str, str]:
         secret = self.secret_object(self._read_token(), namespace_for(self.namespace, context))
-        step = "tutorial 3.2, hf-token Secret"
-        try:
+        with failing_fast("Writing the hf-token Secret (tutorial 3.2)"):
             result = self.kube_hook.apply_one(secret, sensitive=True)
-        except Exception as exc:
-            _fail_if_terminal(exc, step)
-            raise
         return {
             "secret": object_ref(secret),
             "key": manifests.NAMES["hf_secret_key"],
@@ -411,7 +344,7 @@ class HuggingFaceSecretOperator(ClusterOperatorMixin, BaseOperator):
         }
 
 
-class DeleteManifestsOperator(ClusterOperatorMixin, BaseOperator):
+class DeleteManifestsOperator(ClusterTaskMixin, BaseOperator):
     """Teardown: delete what the given manifests describe, in reverse order, and only objects that
     carry the DAG's ownership label. Missing objects, or a missing cluster, count as done.
 
@@ -421,7 +354,7 @@ class DeleteManifestsOperator(ClusterOperatorMixin, BaseOperator):
     XCom: ``{"deleted": [...], "absent": [...], "not-owned": [...]}``.
     """
 
-    template_fields: Sequence[str] = (*ClusterOperatorMixin.cluster_template_fields, "namespace")
+    template_fields: Sequence[str] = (*ClusterTaskMixin.cluster_template_fields, "namespace")
 
     def __init__(
         self,
@@ -433,10 +366,11 @@ class DeleteManifestsOperator(ClusterOperatorMixin, BaseOperator):
         delete_hf_secret: bool = True,
         project_id: str | None = None,
         gcp_conn_id: str = "google_cloud_default",
+        impersonation_chain: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self._init_cluster(cluster_name, location, project_id, gcp_conn_id)
+        self._init_cluster(cluster_name, location, project_id, gcp_conn_id, impersonation_chain)
         self.manifests = [manifest] if isinstance(manifest, str) else list(manifest)
         self.namespace = namespace
         self.delete_hf_secret = delete_hf_secret
@@ -452,27 +386,28 @@ class DeleteManifestsOperator(ClusterOperatorMixin, BaseOperator):
 
     def execute(self, context: Context) -> dict[str, list[str]]:
         objects = self.objects_to_delete(context)
-        try:
-            # A cluster that is gone, being deleted, ERROR or DEGRADED has no API to delete through;
-            # its workloads go with it, and what GKE built for its Gateway is swept later.
-            reason = self._why_no_workloads()
-            if reason:
-                self.log.info("Nothing to delete on the cluster: %s", reason)
-                return {"absent": [object_ref(obj) for obj in objects]}
-            results = self.kube_hook.delete(objects, owned_only=True)
-        except Exception as exc:
-            if not (_is_not_found(exc) or is_service_disabled(exc)):
-                _fail_if_terminal(exc, "teardown")
-                raise
-            self.log.info("Cluster %s does not exist; nothing to delete", self.cluster_name)
-            return {"absent": [object_ref(obj) for obj in objects]}
+        absent = {"absent": [object_ref(obj) for obj in objects]}
+        with failing_fast("Deleting the workloads (teardown)"):
+            try:
+                # A cluster that is gone, being deleted, ERROR or DEGRADED has no API to delete through;
+                # its workloads go with it, and what GKE built for its Gateway is swept later.
+                reason = self._why_no_workloads()
+                if reason:
+                    self.log.info("Nothing to delete on the cluster: %s", reason)
+                    return absent
+                results = self.kube_hook.delete(objects, owned_only=True)
+            except Exception as exc:
+                if not (_is_not_found(exc) or is_service_disabled(exc)):
+                    raise
+                self.log.info("Cluster %s does not exist; nothing to delete", self.cluster_name)
+                return absent
         return _summarize(results)
 
     def _why_no_workloads(self) -> str | None:
         from gke_inference.hooks.gke import not_serving
 
-        gke = self.kube_hook.gke_hook
-        cluster = gke.find_cluster(self.cluster_name, optional_param(self.project_id))
+        hook = self.kube_hook
+        cluster = hook.gke_hook.find_cluster(self.cluster_name, hook.target.project_id)
         return not_serving(cluster, self.cluster_name)
 
 

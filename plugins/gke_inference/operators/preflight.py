@@ -14,9 +14,9 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from gke_inference.errors import is_service_disabled
 from gke_inference.hooks._errors import InvalidInputError
 from gke_inference.operators._gcp_base import GcpOperator
-from gke_inference.operators.teardown_gcp import is_service_disabled
 
 
 class PreflightOperator(GcpOperator):

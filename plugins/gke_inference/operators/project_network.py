@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from gke_inference.coerce import as_bool, as_seconds
 from gke_inference.hooks._errors import InvalidInputError
 from gke_inference.links import ApisConsoleLink, NetworkConsoleLink, SubnetworkConsoleLink
-from gke_inference.operators._gcp_base import GcpOperator, as_bool, as_seconds
+from gke_inference.operators._gcp_base import GcpOperator
 from gke_inference.ownership import NETWORK_DESCRIPTION
 
 if TYPE_CHECKING:

@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from gke_inference.operators._gcp_base import GcpOperator, as_seconds
+from gke_inference.coerce import as_seconds
+from gke_inference.errors import is_service_disabled
+from gke_inference.operators._gcp_base import GcpOperator
 from gke_inference.ownership import is_owned_gcp_labels, is_owned_network_description
 
 if TYPE_CHECKING:
@@ -28,13 +30,6 @@ DELETED, ABSENT, NOT_OWNED = "deleted", "absent", "not owned"
 
 def _outcome(name: str, reason: str) -> dict:
     return {"name": name, "deleted": reason == DELETED, "reason": reason}
-
-
-def is_service_disabled(exc: BaseException) -> bool:
-    """The API this call needs is not enabled in the project, so it holds no resources."""
-    from google.api_core import exceptions as api_exceptions
-
-    return isinstance(exc, api_exceptions.GoogleAPICallError) and exc.reason == "SERVICE_DISABLED"
 
 
 class DeleteClusterOperator(GcpOperator):

@@ -7,33 +7,29 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator
-from airflow.sdk.exceptions import AirflowFailException
 
-from gke_inference.hooks._errors import explain, is_terminal
+from gke_inference.cluster_target import ClusterTaskMixin
+from gke_inference.coerce import as_seconds
+from gke_inference.errors import failing_fast, failure
 from gke_inference.links import ClusterConsoleLink
-from gke_inference.operators._gcp_base import as_seconds
-
-TUTORIAL_STEP = "2.1"
 
 
-class ClusterRunningSensor(BaseSensorOperator):
+class ClusterRunningSensor(ClusterTaskMixin, BaseSensorOperator):
     """Wait, deferred, for the cluster to be RUNNING; fail at once if it goes to ERROR or DEGRADED.
 
+    :param tutorial_step: named in failure messages.
     XCom: ``{"name", "location", "project_id", "status", "current_master_version", "endpoint",
     "self_link"}``; ``current_master_version`` chooses the CRD set in tutorial 2.2.
     """
 
     operator_extra_links = (ClusterConsoleLink(),)
     template_fields: Sequence[str] = (
-        "cluster_name",
-        "location",
-        "project_id",
-        "gcp_conn_id",
-        "impersonation_chain",
+        *ClusterTaskMixin.cluster_template_fields,
         "wait_timeout",
         "poll_interval",
     )
@@ -48,54 +44,41 @@ class ClusterRunningSensor(BaseSensorOperator):
         impersonation_chain: str | Sequence[str] | None = None,
         timeout: float | str = 1800,
         poll_interval: float | str = 15,
+        tutorial_step: str = "2.1",
         **kwargs: Any,
     ) -> None:
         # `timeout` is a template here (e.g. "{{ params.cluster_timeout }}"), so it is kept apart from
         # BaseSensorOperator.timeout, which must be a number when the DAG is parsed.
         super().__init__(**kwargs)
-        self.cluster_name = cluster_name
-        self.location = location
-        self.project_id = project_id
-        self.gcp_conn_id = gcp_conn_id
-        self.impersonation_chain = impersonation_chain
+        self._init_cluster(cluster_name, location, project_id, gcp_conn_id, impersonation_chain)
         self.wait_timeout = timeout
         self.poll_interval = poll_interval
+        self.tutorial_step = tutorial_step
+
+    @property
+    def what(self) -> str:
+        return f"Waiting for the cluster (tutorial {self.tutorial_step})"
 
     def execute(self, context: Any) -> dict | None:
-        from gke_inference.hooks.gke import ClusterStatus, GKEClusterHook, cluster_failure, cluster_summary
-        from gke_inference.triggers.cluster import ClusterRunningTrigger
+        from gke_inference.triggers.cluster import ClusterRunningTrigger, assess_cluster
 
-        try:
+        with failing_fast(self.what):
             timeout = as_seconds(self.wait_timeout, "timeout")
             poll_interval = as_seconds(self.poll_interval, "poll_interval")
-            hook = GKEClusterHook(
-                location=self.location,
-                gcp_conn_id=self.gcp_conn_id,
-                impersonation_chain=self.impersonation_chain,
-            )
-            project = hook.resolve_project_id(self.project_id)
-            cluster = hook.get_cluster(self.cluster_name, project)
-        except Exception as exc:
-            if is_terminal(exc):
-                raise self._failure(explain(exc)) from exc
-            raise
-        if cluster.status == ClusterStatus.RUNNING:
-            return cluster_summary(cluster, location=self.location, project_id=project)
-        failure = cluster_failure(cluster)
-        if failure:
-            raise self._failure(failure)
+            hook = self.cluster_target.gke_hook()
+            target = replace(self.cluster_target, project_id=hook.resolve_project_id(self.project_id))
+            verdict = assess_cluster(hook, target.cluster_name, target.location, target.project_id)
+        if verdict.done:
+            return verdict.result
+        if verdict.failure:
+            raise failure(self.what, verdict.failure)
         self.log.info(
-            "Cluster %s is %s; deferring for up to %.0f s", self.cluster_name, cluster.status.name, timeout
+            "Cluster %s is %s; deferring for up to %.0f s", self.cluster_name, verdict.state, timeout
         )
+        started = time.time()
         self.defer(
             trigger=ClusterRunningTrigger(
-                cluster_name=self.cluster_name,
-                location=self.location,
-                project_id=project,
-                gcp_conn_id=self.gcp_conn_id,
-                impersonation_chain=self.impersonation_chain,
-                poll_interval=poll_interval,
-                deadline=time.time() + timeout,
+                **target.to_dict(), started_at=started, deadline=started + timeout, poll_interval=poll_interval
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=timeout),
@@ -103,19 +86,17 @@ class ClusterRunningSensor(BaseSensorOperator):
         return None
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> dict:
-        from gke_inference.triggers.cluster import FAILED, SUCCESS
+        from gke_inference.triggers.polling import FAILED, SUCCESS
 
         status = event.get("status")
         if status == SUCCESS:
-            cluster = event["cluster"]
+            cluster = event["result"]
             self.log.info(
                 "Cluster %s is RUNNING, version %s", cluster["name"], cluster["current_master_version"]
             )
             return cluster
         message = event.get("message", "no message")
         if status == FAILED:
-            raise self._failure(message)
+            raise failure(self.what, message)
+        # A timeout is no verdict on the cluster (still provisioning), an error none either: retry.
         raise RuntimeError(f"Waiting for cluster {self.cluster_name!r} failed, will retry: {message}")
-
-    def _failure(self, reason: str) -> AirflowFailException:
-        return AirflowFailException(f"Waiting for the cluster (tutorial {TUTORIAL_STEP}) failed: {reason}")

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
+from gke_inference.cluster_target import ClusterTaskMixin
 from gke_inference.links import GatewayConsoleLink
-from gke_inference.operators.kubernetes import ClusterOperatorMixin, optional_param
 
 if TYPE_CHECKING:
     # The triggers pull in the Kubernetes client: imported when a task runs, not when the DAG parses.
     from gke_inference.triggers.kubernetes import (
-        ClusterPollingTrigger,
         GatewayAddressTrigger,
+        KubernetesPollingTrigger,
         PodsReadyTrigger,
     )
 
@@ -29,21 +29,21 @@ if TYPE_CHECKING:
 DEFER_TIMEOUT_MARGIN = 60.0
 
 
-class _ClusterWaitSensor(ClusterOperatorMixin, BaseSensorOperator):
+class _ClusterWaitSensor(ClusterTaskMixin, BaseSensorOperator):
     """Shared wiring: cluster arguments, a templated wait timeout, and trigger event handling.
 
     :param wait_timeout: seconds to wait (templated, e.g. "{{ params.pods_timeout }}"); ``timeout=``
         is accepted as an alias, since BaseSensorOperator's own ``timeout`` cannot be templated.
     :param poll_interval: seconds between looks at the cluster.
     :param log_interval: seconds between progress lines.
+    :param tutorial_step: named in failure messages (e.g. "5.1" for the body-based router's pods).
     """
 
     template_fields: Sequence[str] = (
-        *ClusterOperatorMixin.cluster_template_fields,
+        *ClusterTaskMixin.cluster_template_fields,
         "namespace",
         "wait_timeout",
     )
-    tutorial_step = "tutorial 4.1"
 
     def __init__(
         self,
@@ -54,9 +54,11 @@ class _ClusterWaitSensor(ClusterOperatorMixin, BaseSensorOperator):
         namespace: str = "default",
         project_id: str | None = None,
         gcp_conn_id: str = "google_cloud_default",
+        impersonation_chain: str | Sequence[str] | None = None,
         poll_interval: float = 5.0,
         log_interval: float = 30.0,
         deferrable: bool = True,
+        tutorial_step: str = "4.1",
         **kwargs: Any,
     ) -> None:
         if wait_timeout is None:
@@ -66,7 +68,8 @@ class _ClusterWaitSensor(ClusterOperatorMixin, BaseSensorOperator):
         kwargs.setdefault("poke_interval", poll_interval)
         kwargs.setdefault("mode", "poke")
         super().__init__(**kwargs)
-        self._init_cluster(cluster_name, location, project_id, gcp_conn_id)
+        self._init_cluster(cluster_name, location, project_id, gcp_conn_id, impersonation_chain)
+        self.tutorial_step = f"tutorial {tutorial_step}"
         self.namespace = namespace
         self.wait_timeout = wait_timeout
         self.poll_interval = poll_interval
@@ -86,10 +89,7 @@ class _ClusterWaitSensor(ClusterOperatorMixin, BaseSensorOperator):
 
     def _trigger_kwargs(self, started_at: float, wait_seconds: float) -> dict[str, Any]:
         return {
-            "cluster_name": self.cluster_name,
-            "location": self.location,
-            "project_id": optional_param(self.project_id),
-            "gcp_conn_id": self.gcp_conn_id,
+            **self.cluster_target.to_dict(),
             "namespace": self.namespace,
             "started_at": started_at,
             "deadline": started_at + wait_seconds,
@@ -97,7 +97,7 @@ class _ClusterWaitSensor(ClusterOperatorMixin, BaseSensorOperator):
             "log_interval": self.log_interval,
         }
 
-    def make_trigger(self, started_at: float, wait_seconds: float) -> ClusterPollingTrigger:
+    def make_trigger(self, started_at: float, wait_seconds: float) -> KubernetesPollingTrigger:
         raise NotImplementedError
 
     def execute(self, context: Context) -> Any:
@@ -118,6 +118,8 @@ class _ClusterWaitSensor(ClusterOperatorMixin, BaseSensorOperator):
             return event.get("result")
         if status == "timeout":
             raise AirflowSensorTimeout(f"{message} ({self.tutorial_step})")
+        if status == "error":  # neither transient nor terminal: the task retries
+            raise RuntimeError(f"{message} ({self.tutorial_step})")
         raise AirflowFailException(f"{message} ({self.tutorial_step})")
 
     def poke(self, context: Context) -> PokeReturnValue:

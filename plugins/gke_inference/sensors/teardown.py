@@ -7,20 +7,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, Context
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
-from gke_inference.operators._gcp_base import as_seconds
-from gke_inference.operators.kubernetes import optional_param
+from gke_inference.cluster_target import ClusterTaskMixin
+from gke_inference.coerce import as_seconds
+from gke_inference.errors import failing_fast
 
 # The trigger ends the wait itself with the last state it saw; the deferral timeout is a backstop.
 DEFER_TIMEOUT_MARGIN = 60.0
+WHAT = "Waiting for the Gateway's load balancer (teardown)"
 
 
-class GatewayReleasedSensor(BaseSensorOperator):
+class GatewayReleasedSensor(ClusterTaskMixin, BaseSensorOperator):
     """Wait until the deleted Gateway is gone: GKE removes its finalizer only after deleting the
     forwarding rule, proxy, URL map, backends and NEGs, which otherwise outlive the cluster and
     keep its subnets and VPC in use. A missing cluster or a Gateway that is not being deleted ends
@@ -30,10 +33,7 @@ class GatewayReleasedSensor(BaseSensorOperator):
     """
 
     template_fields: Sequence[str] = (
-        "cluster_name",
-        "location",
-        "project_id",
-        "gcp_conn_id",
+        *ClusterTaskMixin.cluster_template_fields,
         "namespace",
         "gateway_name",
         "network_name",
@@ -50,44 +50,32 @@ class GatewayReleasedSensor(BaseSensorOperator):
         network_name: str,
         project_id: str | None = None,
         gcp_conn_id: str = "google_cloud_default",
+        impersonation_chain: str | Sequence[str] | None = None,
         wait_timeout: float | str = 1800,
         poll_interval: float = 10.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.cluster_name = cluster_name
-        self.location = location
+        self._init_cluster(cluster_name, location, project_id, gcp_conn_id, impersonation_chain)
         self.namespace = namespace
         self.gateway_name = gateway_name
         self.network_name = network_name
-        self.project_id = project_id
-        self.gcp_conn_id = gcp_conn_id
         self.wait_timeout = wait_timeout
         self.poll_interval = poll_interval
 
     def execute(self, context: Context) -> None:
-        from gke_inference.hooks._errors import explain, is_terminal
         from gke_inference.hooks.loadbalancers import LoadBalancerHook
         from gke_inference.triggers.teardown import GatewayReleasedTrigger
 
-        try:
+        with failing_fast(WHAT):
             seconds = as_seconds(self.wait_timeout, "wait_timeout")
-            project = LoadBalancerHook(gcp_conn_id=self.gcp_conn_id).resolve_project_id(
-                optional_param(self.project_id)
-            )
-        except Exception as exc:
-            if is_terminal(exc):
-                raise AirflowFailException(
-                    f"Waiting for the Gateway's load balancer failed: {explain(exc)}"
-                ) from exc
-            raise
+            target = self.cluster_target
+            hook = LoadBalancerHook(**target.gcp_hook_kwargs())
+            target = replace(target, project_id=hook.resolve_project_id(target.project_id))
         started = time.time()
         self.defer(
             trigger=GatewayReleasedTrigger(
-                cluster_name=self.cluster_name,
-                location=self.location,
-                project_id=project,
-                gcp_conn_id=self.gcp_conn_id,
+                **target.to_dict(),
                 namespace=self.namespace,
                 gateway_name=self.gateway_name,
                 network_name=self.network_name,
@@ -100,15 +88,20 @@ class GatewayReleasedSensor(BaseSensorOperator):
         )
 
     def execute_complete(self, context: Context, event: Mapping[str, Any]) -> dict[str, Any]:
-        from gke_inference.triggers.teardown import SUCCESS, TIMEOUT
+        from gke_inference.triggers.polling import ERROR, SUCCESS, TIMEOUT
 
-        status, message, left = event.get("status"), event.get("message", ""), list(event.get("left") or [])
+        status, message, left = event.get("status"), event.get("message", ""), list(event.get("result") or [])
         if status == SUCCESS:
             if left:
                 self.log.warning("%s; left for the sweep: %s", message, ", ".join(left))
             else:
                 self.log.info("%s", message)
             return {"message": message, "left": left}
+        still_there = f"; still there: {', '.join(left)}" if left else ""
         if status == TIMEOUT:
-            raise AirflowSensorTimeout(f"{message} (teardown: GKE has not released the load balancer)")
+            raise AirflowSensorTimeout(
+                f"{message}{still_there} (teardown: GKE has not released the load balancer)"
+            )
+        if status == ERROR:  # neither transient nor terminal: the task retries
+            raise RuntimeError(message)
         raise AirflowFailException(message)

@@ -1,23 +1,17 @@
-"""Triggers that wait on the cluster: model pods Ready (tutorial 4.1) and the Gateway's address (4.1).
-
-Both poll the Kubernetes API with the synchronous client in a worker thread, rebuilding
-credentials from the GCP connection inside the triggerer (nothing secret is serialized). They end
+"""Triggers that wait on the cluster's Kubernetes API: model pods Ready and the Gateway's address
+(tutorial 4.1), and the CRDs GKE serves itself (2.2), in the shape of ``triggers.polling``. They end
 early, with the reason, when waiting cannot help (a crash-looping pod, an image that cannot be
 pulled), and otherwise at an absolute deadline with the last state they saw.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
-
-from gke_inference.hooks._retry import describe_error, http_status_of, is_transient, transient_retry
 from gke_inference.kube_objects import find_condition
+from gke_inference.triggers.polling import PollingTrigger, Verdict, format_duration
 
 if TYPE_CHECKING:
     from gke_inference.hooks.kubernetes import KubernetesApplyHook
@@ -60,17 +54,6 @@ KV_CACHE_HINT = (
 
 
 PROXY_ONLY_SUBNET_HINT = "; the VPC needs an ACTIVE proxy-only subnet in the region (tutorial 1.3)"
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """One look at the thing being waited for."""
-
-    state: str  # one line for progress logs
-    done: bool = False
-    failure: str | None = None  # set when waiting longer cannot help
-    result: Any = None  # the XCom value when done
-    unschedulable: bool = False
 
 
 @dataclass
@@ -156,153 +139,39 @@ def assess_gateway(gateway: Mapping[str, Any] | None, name: str) -> Verdict:
     return Verdict(state=f"Gateway {name} waiting for an address (no Programmed condition yet)")
 
 
-def format_duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    minutes, secs = divmod(seconds, 60)
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+class KubernetesPollingTrigger(PollingTrigger):
+    """A wait on the cluster's Kubernetes API, in ``namespace``. After a failed poll it looks at
+    whether the cluster is gone, being deleted or broken (``gke_inference.vanished``)."""
 
-
-class ClusterPollingTrigger(BaseTrigger):
-    """Polls the cluster until ``check`` says done or failed, or the deadline passes.
-
-    :param started_at: epoch seconds when the wait began (for elapsed time across trigger restarts).
-    :param deadline: epoch seconds after which the trigger gives up with the last state it saw.
-    :param poll_interval: seconds between looks.
-    :param log_interval: seconds between progress lines (every poll, when polls are slower).
-    """
-
-    def __init__(
-        self,
-        *,
-        cluster_name: str,
-        location: str,
-        project_id: str | None,
-        gcp_conn_id: str,
-        namespace: str,
-        started_at: float,
-        deadline: float,
-        poll_interval: float = 5.0,
-        log_interval: float = 30.0,
-    ) -> None:
-        super().__init__()
-        self.cluster_name = cluster_name
-        self.location = location
-        self.project_id = project_id
-        self.gcp_conn_id = gcp_conn_id
+    def __init__(self, *, namespace: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.namespace = namespace
-        self.started_at = float(started_at)
-        self.deadline = float(deadline)
-        self.poll_interval = float(poll_interval)
-        self.log_interval = float(log_interval)
 
-    def _common_kwargs(self) -> dict[str, Any]:
-        return {
-            "cluster_name": self.cluster_name,
-            "location": self.location,
-            "project_id": self.project_id,
-            "gcp_conn_id": self.gcp_conn_id,
-            "namespace": self.namespace,
-            "started_at": self.started_at,
-            "deadline": self.deadline,
-            "poll_interval": self.poll_interval,
-            "log_interval": self.log_interval,
-        }
+    def wait_kwargs(self) -> dict[str, Any]:
+        return {"namespace": self.namespace}
 
-    def _classpath(self) -> str:
-        return f"{type(self).__module__}.{type(self).__qualname__}"
+    def make_hook(self) -> KubernetesApplyHook:
+        from gke_inference.hooks._retry import transient_retry
 
-    def describe(self) -> str:
-        raise NotImplementedError
-
-    def check(self, hook: KubernetesApplyHook, now: float) -> Verdict:
-        """One synchronous look (runs in a worker thread)."""
-        raise NotImplementedError
-
-    def _make_hook(self) -> KubernetesApplyHook:
-        # Imported here: the sensor builds this trigger in a worker, which need not load the client.
-        from gke_inference.hooks.kubernetes import KubernetesApplyHook
-
-        hook = KubernetesApplyHook(
-            cluster_name=self.cluster_name,
-            location=self.location,
-            project_id=self.project_id,
-            gcp_conn_id=self.gcp_conn_id,
-        )
+        hook = self.target.kube_hook()
         hook.retry_policy = transient_retry(timeout=POLL_RETRY_BUDGET)
         hook.dynamic_client  # noqa: B018 -- connect and discover now, in the worker thread
         return hook
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        hook: KubernetesApplyHook | None = None
-        last_state = "no answer from the cluster yet"
-        last_logged_state, last_log_time = None, float("-inf")
-        while True:
-            now = time.time()
-            try:
-                if hook is None:
-                    hook = await asyncio.to_thread(self._make_hook)
-                verdict = await asyncio.to_thread(self.check, hook, now)
-            except Exception as exc:
-                gone = await asyncio.to_thread(self.what_vanished)
-                if gone:  # what the wait depends on is gone: final, named (gke_inference.vanished)
-                    yield TriggerEvent(self._event("failed", f"{gone} (last error: {describe_error(exc)})"))
-                    return
-                if http_status_of(exc) == 401:
-                    hook = None  # credentials or cluster endpoint changed: rebuild on the next poll
-                elif not is_transient(exc):
-                    yield TriggerEvent(self._event("failed", f"{self.describe()}: {describe_error(exc)}"))
-                    return
-                verdict = Verdict(state=f"{last_state} (last poll failed: {describe_error(exc)})")
-            if verdict.done:
-                self.log.info(
-                    "%s: %s after %s", self.describe(), verdict.state, format_duration(now - self.started_at)
-                )
-                yield TriggerEvent(self._event("success", verdict.state, result=verdict.result))
-                return
-            if verdict.failure:
-                yield TriggerEvent(
-                    self._event("failed", f"{self.describe()} cannot succeed: {verdict.failure}")
-                )
-                return
-            last_state = verdict.state
-            if now >= self.deadline:
-                waited = format_duration(now - self.started_at)
-                yield TriggerEvent(
-                    self._event("timeout", f"{self.describe()}: gave up after {waited}; {last_state}")
-                )
-                return
-            if verdict.state != last_logged_state or now - last_log_time >= self.log_interval:
-                self.log.info(
-                    "%s: %s (elapsed %s, %s left)",
-                    self.describe(),
-                    verdict.state,
-                    format_duration(now - self.started_at),
-                    format_duration(self.deadline - now),
-                )
-                last_logged_state, last_log_time = verdict.state, now
-            await asyncio.sleep(max(0.0, min(self.poll_interval, self.deadline - now)))
-
-    def _event(self, status: str, message: str, result: Any = None) -> dict[str, Any]:
-        return {"status": status, "message": message, "result": result}
-
     def what_vanished(self) -> str | None:
-        """After a failed poll: the cluster gone, being deleted or broken, said in the tutorial's words."""
-        from gke_inference.hooks.gke import GKEClusterHook
         from gke_inference.vanished import cluster_vanished
 
-        try:
-            gke = GKEClusterHook(location=self.location, gcp_conn_id=self.gcp_conn_id)
-            return cluster_vanished(gke, self.cluster_name, self.project_id)
-        except Exception:  # cannot tell: the original error stands
-            return None
+        return cluster_vanished(self.target.gke_hook(), self.target.cluster_name, self.target.project_id)
 
 
-class PodsReadyTrigger(ClusterPollingTrigger):
+class PodsReadyTrigger(KubernetesPollingTrigger):
     """Waits until ``replicas`` pods matching ``label_selector`` are Ready.
 
     Pods that stay Unschedulable longer than ``unschedulable_grace`` seconds fail the wait (on
     Autopilot, GPU pods are Unschedulable for a while as normal, until their node is provisioned).
     """
+
+    classpath = "gke_inference.triggers.kubernetes.PodsReadyTrigger"
 
     def __init__(
         self,
@@ -319,9 +188,9 @@ class PodsReadyTrigger(ClusterPollingTrigger):
         self.unschedulable_grace = float(unschedulable_grace)
         self.unschedulable_since = unschedulable_since
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return self._classpath(), {
-            **self._common_kwargs(),
+    def wait_kwargs(self) -> dict[str, Any]:
+        return {
+            **super().wait_kwargs(),
             "label_selector": self.label_selector,
             "replicas": self.replicas,
             "unschedulable_grace": self.unschedulable_grace,
@@ -350,15 +219,17 @@ class PodsReadyTrigger(ClusterPollingTrigger):
         return verdict
 
 
-class GatewayAddressTrigger(ClusterPollingTrigger):
+class GatewayAddressTrigger(KubernetesPollingTrigger):
     """Waits until the Gateway has an address and reports Programmed=True."""
+
+    classpath = "gke_inference.triggers.kubernetes.GatewayAddressTrigger"
 
     def __init__(self, *, gateway_name: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.gateway_name = gateway_name
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return self._classpath(), {**self._common_kwargs(), "gateway_name": self.gateway_name}
+    def wait_kwargs(self) -> dict[str, Any]:
+        return {**super().wait_kwargs(), "gateway_name": self.gateway_name}
 
     def describe(self) -> str:
         return f"Gateway {self.namespace}/{self.gateway_name}"
@@ -378,13 +249,15 @@ class GatewayAddressTrigger(ClusterPollingTrigger):
         return assess_gateway(gateway, self.gateway_name)
 
 
-class ServedCrdsTrigger(ClusterPollingTrigger):
+class ServedCrdsTrigger(KubernetesPollingTrigger):
     """Waits until the cluster serves every named CRD (it exists and is Established).
 
     CRDs that GKE installs itself (the v1 InferencePool from 1.34.0-gke.1626000) can reach the
     cluster some time after it is RUNNING. The success event's result is ``xcom_value``, what the
     deferred task returns.
     """
+
+    classpath = "gke_inference.triggers.kubernetes.ServedCrdsTrigger"
 
     def __init__(
         self,
@@ -400,9 +273,9 @@ class ServedCrdsTrigger(ClusterPollingTrigger):
         self.cluster_version = cluster_version
         self.xcom_value = xcom_value
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return self._classpath(), {
-            **self._common_kwargs(),
+    def wait_kwargs(self) -> dict[str, Any]:
+        return {
+            **super().wait_kwargs(),
             "crd_names": self.crd_names,
             "cluster_version": self.cluster_version,
             "xcom_value": self.xcom_value,

@@ -3,7 +3,9 @@
 Clients authenticate in two ways, both with the sandbox's service-account key:
 google-auth refreshes by POSTing a signed JWT assertion to `/token` and gets an opaque access
 token; GAPIC clients instead send a self-signed JWT as the bearer token. The Kubernetes APIs accept
-only access tokens minted by `/token`, as GKE accepts only OAuth access tokens.
+only access tokens minted by `/token` (or by IAM Credentials generateAccessToken for an impersonated
+service account, sandbox.gcp.iamcredentials), as GKE accepts only OAuth access tokens. Each minted
+token remembers the service account it acts as, which the request log records as "principal".
 
 Google access tokens live one hour (the token response's "expires_in", OAuth 2.0 for server-to-server
 applications: https://developers.google.com/identity/protocols/oauth2/service-account), and for a
@@ -107,6 +109,12 @@ def _verified_jwt_claims(token: str, key: ServiceAccountKey) -> dict:
     return claims
 
 
+@dataclass(frozen=True)
+class _Grant:
+    expiry: float
+    principal: str
+
+
 class TokenAuthority:
     """Mints opaque access tokens and checks bearer tokens.
 
@@ -118,24 +126,43 @@ class TokenAuthority:
             raise ValueError(f"the token lifetime must be at least 1 second, not {lifetime!r}")
         self.key = key
         self.lifetime = lifetime
-        self._expiry_by_token: dict[str, float] = {}
+        self._grants: dict[str, _Grant] = {}
+        # Service accounts the key's account may not impersonate (see sandbox.gcp.iamcredentials).
+        self.impersonation_refused: set[str] = set()
 
-    def mint(self, lifetime: float | None = None) -> str:
+    def mint(self, lifetime: float | None = None, principal: str | None = None) -> str:
+        """A new access token for ``principal`` (the key's own service account by default)."""
         now = time.time()
-        self._expiry_by_token = {t: expiry for t, expiry in self._expiry_by_token.items() if expiry > now}
+        self._grants = {t: grant for t, grant in self._grants.items() if grant.expiry > now}
         token = "ya29.sandbox." + secrets.token_urlsafe(32)
-        self._expiry_by_token[token] = now + (self.lifetime if lifetime is None else lifetime)
+        expiry = now + (self.lifetime if lifetime is None else lifetime)
+        self._grants[token] = _Grant(expiry, principal or self.key.client_email)
         return token
 
     def revoke(self, token: str) -> None:
         """Refuse this access token from now on, as Google does after a revocation
         (https://developers.google.com/identity/protocols/oauth2/web-server#tokenrevoke)."""
-        self._expiry_by_token.pop(token, None)
+        self._grants.pop(token, None)
 
     def is_valid(self, token: str | None) -> bool:
         """True for an unexpired access token minted here (what the Kubernetes APIs accept)."""
-        expiry = self._expiry_by_token.get(token or "")
-        return expiry is not None and expiry > time.time()
+        grant = self._grants.get(token or "")
+        return grant is not None and grant.expiry > time.time()
+
+    def minted(self) -> list[str]:
+        """The access tokens minted here and not yet expired or revoked."""
+        return list(self._grants)
+
+    def expiry(self, token: str) -> float:
+        """When a minted token stops being accepted (seconds since the epoch)."""
+        return self._grants[token].expiry
+
+    def principal_of(self, token: str | None) -> str | None:
+        """The service account a valid token acts as: the one it was minted for (an impersonated
+        account, see sandbox.gcp.iamcredentials), or the key's own for a self-signed JWT."""
+        if self.is_valid(token):
+            return self._grants[token or ""].principal
+        return self.key.client_email if self.is_valid_for_google_apis(token) else None
 
     def is_valid_for_google_apis(self, token: str | None) -> bool:
         """Minted access tokens and self-signed JWTs by the service-account key."""
@@ -162,6 +189,20 @@ class TokenAuthority:
         if claims.get("aud") not in (GOOGLE_TOKEN_URI, token_uri):
             raise InvalidCredential("JWT audience is not a token endpoint")
         return self.mint()
+
+
+# The request key under which authentication leaves the caller's service account, for the request log.
+PRINCIPAL_KEY = web.RequestKey("sandbox.principal", str)
+
+
+def authenticated(request: web.Request, authority: TokenAuthority, *, google_apis: bool) -> bool:
+    """Whether the request's bearer token is accepted (by the Google APIs, or by the Kubernetes APIs
+    that take minted access tokens only); if so, note whom it acts as in ``request[PRINCIPAL_KEY]``."""
+    token = bearer_token(request)
+    valid = authority.is_valid_for_google_apis(token) if google_apis else authority.is_valid(token)
+    if valid:
+        request[PRINCIPAL_KEY] = authority.principal_of(token)
+    return valid
 
 
 def bearer_token(request: web.Request) -> str | None:

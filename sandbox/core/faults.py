@@ -33,7 +33,9 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-APIS = ("compute", "container", "serviceusage", "oauth", "kube", "gateway", "model", "hub")
+from sandbox.core.auth import PRINCIPAL_KEY
+
+APIS = ("compute", "container", "serviceusage", "oauth", "iamcredentials", "kube", "gateway", "model", "hub")
 BEHAVIOURS = (
     "operation_error",
     "cluster_error",
@@ -43,7 +45,7 @@ BEHAVIOURS = (
     "lb_cleanup_late",
 )
 _HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "*")
-_GOOGLE_APIS = ("compute", "container", "serviceusage", "oauth")
+_GOOGLE_APIS = ("compute", "container", "serviceusage", "oauth", "iamcredentials")
 
 
 @dataclass
@@ -167,7 +169,9 @@ class FaultTable:
 class RequestLog:
     """The last requests served by every sandbox server (no headers or bodies: they may hold secrets).
 
-    An entry has api, method, path, query, status and ts; a request a fault delayed also has
+    An entry has api, method, path, query, status and ts; an authenticated one also has ``principal``
+    (the service account its token acts as: an impersonated one's for a token minted by
+    generateAccessToken, sandbox.gcp.iamcredentials); a request a fault delayed also has
     ``delayed: True`` and ``client_gone``: whether the client had closed the connection (e.g. its
     timeout ran out) before the delay ended.
     """
@@ -183,8 +187,10 @@ class RequestLog:
         query: str,
         status: int | None,
         client_gone: bool | None = None,
+        principal: str | None = None,
     ) -> None:
-        """``client_gone`` is given (True or False) only for a request a fault delayed."""
+        """``client_gone`` is given (True or False) only for a request a fault delayed; ``principal``
+        (the service account its token acts as) only for an authenticated one."""
         entry = {
             "api": api,
             "method": method,
@@ -195,6 +201,8 @@ class RequestLog:
         }
         if client_gone is not None:
             entry.update(delayed=True, client_gone=client_gone)
+        if principal is not None:
+            entry["principal"] = principal
         self._entries.append(entry)
 
     def entries(self, api: str | None = None) -> list[dict]:
@@ -285,8 +293,9 @@ def fault_middleware(api_name: str, sandbox: FaultHost):
             status = 500  # aiohttp answers an unhandled error with 500
             raise
         finally:
+            principal = request.get(PRINCIPAL_KEY)  # left by the server's authentication
             sandbox.log.append(
-                api_name, request.method, request.path, request.query_string, status, client_gone
+                api_name, request.method, request.path, request.query_string, status, client_gone, principal
             )
 
     return middleware

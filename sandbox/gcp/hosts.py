@@ -39,7 +39,13 @@ class ContainerHost(ApiHost, Protocol):
     async def notify_cluster_running(self, key: str) -> None: ...
 
 
-class GcpHost(FaultHost, ComputeHost, ContainerHost, Protocol):
-    """The shared GCP port: every API above, its fault middleware, and the token endpoint's authority."""
+class IamCredentialsHost(Protocol):
+    """IAM Credentials (generateAccessToken): the token authority, and the projects whose service
+    accounts may be impersonated."""
 
     tokens: TokenAuthority
+    gcp: GcpState
+
+
+class GcpHost(FaultHost, ComputeHost, ContainerHost, IamCredentialsHost, Protocol):
+    """The shared GCP port: every API above, its fault middleware, and the token endpoint's authority."""

@@ -1,16 +1,18 @@
-"""One aiohttp application serving Compute, Container, Service Usage and the OAuth token endpoint."""
+"""One aiohttp application serving Compute, Container, Service Usage, IAM Credentials and the OAuth
+token endpoint."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from sandbox.core.auth import bearer_token, token_handler
+from sandbox.core.auth import authenticated, token_handler
 from sandbox.core.faults import fault_middleware
 from sandbox.gcp.accelerators import AcceleratorTypesApi
 from sandbox.gcp.compute import ComputeApi
 from sandbox.gcp.container import ContainerApi
 from sandbox.gcp.errors import gcp_error_middleware, unauthenticated
 from sandbox.gcp.hosts import GcpHost
+from sandbox.gcp.iamcredentials import IamCredentialsApi
 from sandbox.gcp.operations import OperationRunner
 from sandbox.gcp.serviceusage import ServiceUsageApi
 
@@ -21,6 +23,8 @@ def api_of_path(path: str) -> str:
     """Which API a request on the shared port belongs to (the name faults and the log use)."""
     if path == TOKEN_PATH:
         return "oauth"
+    if path.endswith(":generateAccessToken"):
+        return "iamcredentials"
     if path.startswith("/compute/"):
         return "compute"
     if path.startswith("/v1/operations") or "/services" in path:
@@ -30,7 +34,8 @@ def api_of_path(path: str) -> str:
 
 def build_gcp_app(sandbox: GcpHost, runner: OperationRunner) -> web.Application:
     faults_by_api = {
-        api: fault_middleware(api, sandbox) for api in ("oauth", "compute", "serviceusage", "container")
+        api: fault_middleware(api, sandbox)
+        for api in ("oauth", "iamcredentials", "compute", "serviceusage", "container")
     }
 
     @web.middleware
@@ -39,7 +44,8 @@ def build_gcp_app(sandbox: GcpHost, runner: OperationRunner) -> web.Application:
 
     @web.middleware
     async def authenticate(request: web.Request, handler):
-        if request.path != TOKEN_PATH and not sandbox.tokens.is_valid_for_google_apis(bearer_token(request)):
+        # generateAccessToken too needs the caller's (the source credentials') valid token.
+        if request.path != TOKEN_PATH and not authenticated(request, sandbox.tokens, google_apis=True):
             return unauthenticated().response()
         return await handler(request)
 
@@ -53,6 +59,7 @@ def build_gcp_app(sandbox: GcpHost, runner: OperationRunner) -> web.Application:
         compute,
         AcceleratorTypesApi(compute),
         ContainerApi(sandbox, runner),
+        IamCredentialsApi(sandbox),
     ):
         app.router.add_routes(api.routes())
     return app

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from sandbox.core.auth import TokenAuthority, bearer_token
+from sandbox.core.auth import TokenAuthority, authenticated
 from sandbox.kube import discovery
 from sandbox.kube.admission import ServiceAddresses, apply_defaults, validate
 from sandbox.kube.apply import record_update, server_side_apply
@@ -122,7 +122,7 @@ class KubeApiServer:
     @web.middleware
     async def _authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.rstrip("/") not in UNAUTHENTICATED_PATHS:
-            if not self.cluster.sandbox.tokens.is_valid(bearer_token(request)):
+            if not authenticated(request, self.cluster.sandbox.tokens, google_apis=False):
                 raise unauthorized()
         return await handler(request)
 

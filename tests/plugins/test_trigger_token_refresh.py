@@ -22,7 +22,7 @@ def revoke_every_token(sandbox) -> None:
     which the other tests of the shared sandbox use, is spared."""
     authority = sandbox.sandbox.tokens
     spared = sandbox.info["access_token"]
-    minted = [token for token in list(authority._expiry_by_token) if token != spared]
+    minted = [token for token in authority.minted() if token != spared]
     sandbox.run(lambda: [authority.revoke(token) for token in minted])
 
 

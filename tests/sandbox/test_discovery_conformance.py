@@ -24,12 +24,13 @@ API_DOCUMENTS = {
     "compute": "compute.v1.json",
     "container": "container.v1.json",
     "serviceusage": "serviceusage.v1.json",
+    "iamcredentials": "iamcredentials.v1.json",
 }
 REGION = "us-central1"
 
 
 class Discovery:
-    """The methods of the three APIs, findable by HTTP method and concrete path."""
+    """The methods of the twin's APIs, findable by HTTP method and concrete path."""
 
     def __init__(self) -> None:
         self.methods: list[tuple[str, re.Pattern, dict, dict]] = []

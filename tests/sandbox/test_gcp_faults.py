@@ -102,7 +102,9 @@ def test_the_request_log_records_calls_without_secrets(sandbox, google):
     entry = sandbox.requests(api="compute")[-1]
     assert entry["method"] == "GET" and entry["status"] == 404
     assert entry["path"] == f"/compute/v1/projects/{google.project}/global/networks/logged-vpc"
-    assert set(entry) == {"api", "method", "path", "query", "status", "ts"}
+    # "principal": the service account the token acts as (an account name, not a secret).
+    assert set(entry) == {"api", "method", "path", "query", "status", "ts", "principal"}
+    assert entry["principal"] == sandbox.sandbox.service_account_email
     everything = repr(sandbox.requests())
     assert sandbox.info["access_token"] not in everything and "Bearer" not in everything
 

@@ -17,7 +17,7 @@ from sandbox.core.addresses import AddressPool
 from sandbox.core.faults import FaultHost
 from sandbox.dataplane.harness import DataPlaneHarness
 from sandbox.dataplane.plane import DataPlaneHost, StoreHolder
-from sandbox.gcp.hosts import ApiHost, ComputeHost, ContainerHost, GcpHost
+from sandbox.gcp.hosts import ApiHost, ComputeHost, ContainerHost, GcpHost, IamCredentialsHost
 from sandbox.hub.server import HubHost
 from sandbox.kube.cluster import ClusterHost
 from sandbox.kube.controllers.base import ControlledCluster, ControllerHost
@@ -32,6 +32,7 @@ SANDBOX_PROTOCOLS = (
     ComputeHost,
     ContainerHost,
     GcpHost,
+    IamCredentialsHost,
     HubHost,
     AdminHost,
     DataPlaneHost,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from typing import Any, TypeVar
 
 import google.auth.exceptions
@@ -10,6 +11,8 @@ from airflow.providers.google.common.hooks.base_google import GoogleBaseHook
 from google.api_core import exceptions as api_exceptions
 from google.api_core.client_options import ClientOptions
 from google.api_core.gapic_v1.client_info import ClientInfo
+from google.auth import impersonated_credentials
+from google.auth.credentials import Credentials
 
 from gke_inference.hooks._errors import InvalidInputError, MissingProjectError
 from gke_inference.hooks._retry import REQUEST_TIMEOUT, describe_error
@@ -17,9 +20,6 @@ from gke_inference.hooks._retry import REQUEST_TIMEOUT, describe_error
 Client = TypeVar("Client")
 
 CLIENT_INFO = ClientInfo(user_agent="airflow-gke-inference-gateway")
-
-# What a templated "{{ params.project_id }}" renders to when the param is null.
-_UNSET_PROJECT_VALUES = frozenset({"", "None", "null"})
 
 
 class EndpointAwareGoogleHook(GoogleBaseHook):
@@ -39,11 +39,25 @@ class EndpointAwareGoogleHook(GoogleBaseHook):
         """Seconds one HTTP request may take before it is abandoned (and retried if budget is left)."""
         return parse_request_timeout(self._get_field("request_timeout"), self.gcp_conn_id)
 
+    def get_credentials_and_project_id(self) -> tuple[Credentials, str | None]:
+        """The provider's credentials; with an impersonation chain and an ``api_endpoint``, the IAM
+        Credentials call (generateAccessToken) goes to that endpoint as well."""
+        credentials, project_id = super().get_credentials_and_project_id()
+        if self.api_endpoint and isinstance(credentials, impersonated_credentials.Credentials):
+            # The provider builds the credentials without google-auth's ``iam_endpoint_override``
+            # argument (providers/google/cloud/utils/credentials_provider.py); this sets what that
+            # argument sets: the full generateAccessToken URL (google/auth/impersonated_credentials.py).
+            credentials._iam_endpoint_override = generate_access_token_url(
+                self.api_endpoint, credentials.service_account_email
+            )
+        return credentials, project_id
+
     def named_client(self, client: Client) -> Client:
         """The client, whose calls fail with ``CredentialsRefusedError`` naming this hook's
         connection when Google refuses its credentials (expired tokens are refreshed before that:
         google-auth refreshes on a 401 and tries once more)."""
-        return _ConnectionNamingClient(client, self.gcp_conn_id)  # type: ignore[return-value]
+        credentials = self.get_credentials()
+        return _ConnectionNamingClient(client, self.gcp_conn_id, credentials)  # type: ignore[return-value]
 
     def client_options(self) -> ClientOptions:
         return self.get_client_options(api_endpoint_override=self.api_endpoint)
@@ -59,13 +73,19 @@ class EndpointAwareGoogleHook(GoogleBaseHook):
 
     def resolve_project_id(self, project_id: str | None = None) -> str:
         """The given project, else the connection's project; a clear error when neither is set."""
-        if project_id is not None and str(project_id).strip() not in _UNSET_PROJECT_VALUES:
-            return str(project_id).strip()
+        if project_id:
+            return project_id
         if self.project_id:
             return self.project_id
         raise MissingProjectError(
             f"No GCP project: set the project_id param or the project of connection {self.gcp_conn_id!r}"
         )
+
+
+def generate_access_token_url(api_endpoint: str, service_account: str) -> str:
+    """IAM Credentials' generateAccessToken for ``service_account`` at ``api_endpoint``
+    (https://cloud.google.com/iam/docs/reference/credentials/rest/v1/projects.serviceAccounts/generateAccessToken)."""
+    return f"{api_endpoint.rstrip('/')}/v1/projects/-/serviceAccounts/{service_account}:generateAccessToken"
 
 
 def parse_request_timeout(raw: object, conn_id: str) -> float:
@@ -94,13 +114,38 @@ class CredentialsRefusedError(InvalidInputError):
         )
 
 
-def credentials_refused(conn_id: str, where: str, exc: BaseException) -> CredentialsRefusedError:
-    if isinstance(exc, google.auth.exceptions.RefreshError):
-        # args[0] is the token endpoint's "error: description"; args[1] its body (no secrets either).
-        detail = str(exc.args[0]) if exc.args else type(exc).__name__
-    else:
-        detail = describe_error(exc)
+class ImpersonationRefusedError(InvalidInputError):
+    """IAM Credentials refused to mint a token for the impersonated account (403: the connection's
+    account lacks roles/iam.serviceAccountTokenCreator on it, or it does not exist). Terminal."""
+
+    def __init__(self, conn_id: str, account: str, detail: str) -> None:
+        super().__init__(
+            f"Connection {conn_id!r} could not impersonate {account!r} ({detail}); its service account "
+            "needs roles/iam.serviceAccountTokenCreator on that account (and on each delegate of the chain)"
+        )
+
+
+def credentials_refused(
+    conn_id: str, where: str, exc: BaseException, credentials: Credentials | None = None
+) -> CredentialsRefusedError | ImpersonationRefusedError:
+    """The terminal error for a refused credential; ``credentials`` tells an impersonation apart."""
+    if not isinstance(exc, google.auth.exceptions.RefreshError):
+        return CredentialsRefusedError(conn_id, where, describe_error(exc))
+    # args[0] is the endpoint's "error: description"; args[1] its body (no secrets either).
+    detail = str(exc.args[0]) if exc.args else type(exc).__name__
+    if isinstance(credentials, impersonated_credentials.Credentials) and detail.startswith(
+        impersonated_credentials._REFRESH_ERROR
+    ):
+        return ImpersonationRefusedError(conn_id, credentials.service_account_email, _google_message(exc))
     return CredentialsRefusedError(conn_id, where, detail)
+
+
+def _google_message(exc: google.auth.exceptions.RefreshError) -> str:
+    """The Google error message in a refused IAM Credentials call's body (it holds no token)."""
+    try:
+        return str(json.loads(exc.args[1])["error"]["message"])
+    except (IndexError, TypeError, ValueError, KeyError):
+        return str(exc.args[0])
 
 
 def is_refused_credential(exc: BaseException) -> bool:
@@ -113,9 +158,10 @@ def is_refused_credential(exc: BaseException) -> bool:
 class _ConnectionNamingClient:
     """Proxies a generated Google client; see ``EndpointAwareGoogleHook.named_client``."""
 
-    def __init__(self, client: Any, conn_id: str) -> None:
+    def __init__(self, client: Any, conn_id: str, credentials: Credentials | None = None) -> None:
         self._client = client
         self._conn_id = conn_id
+        self._credentials = credentials
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._client, name)
@@ -128,7 +174,9 @@ class _ConnectionNamingClient:
                 return attribute(*args, **kwargs)
             except Exception as exc:
                 if is_refused_credential(exc):
-                    raise credentials_refused(self._conn_id, "the Google APIs", exc) from None
+                    raise credentials_refused(
+                        self._conn_id, "the Google APIs", exc, self._credentials
+                    ) from None
                 raise
 
         return call

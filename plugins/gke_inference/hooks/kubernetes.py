@@ -42,7 +42,7 @@ CRD_POLL_INTERVAL = 1.0
 
 T = TypeVar("T")
 ApplyAction = Literal["created", "updated", "unchanged"]
-DeleteAction = Literal["deleted", "absent", "not-owned"]
+DeleteAction = Literal["deleted", "absent", "not_owned"]
 
 
 class KubernetesApplyError(RuntimeError):
@@ -121,7 +121,9 @@ class KubernetesApplyHook(BaseHook):
                     DEFAULT_RETRY(credentials.refresh)(token_request)
                 except Exception as exc:
                     if is_refused_credential(exc):
-                        raise credentials_refused(self.gcp_conn_id, "the token endpoint", exc) from None
+                        raise credentials_refused(
+                            self.gcp_conn_id, "the token endpoint", exc, credentials
+                        ) from None
                     raise
                 self._token_refused = False
             configuration.api_key = {"BearerToken": credentials.token}
@@ -272,7 +274,7 @@ class KubernetesApplyHook(BaseHook):
             return DeleteResult(ref, "absent")
         if owned_only and not is_owned_k8s_object(current):
             self.log.warning("%s exists but is not managed by this DAG; leaving it alone", ref)
-            return DeleteResult(ref, "not-owned")
+            return DeleteResult(ref, "not_owned")
         try:
             self._call(
                 self.dynamic_client.delete,

@@ -55,29 +55,6 @@ from gke_inference.timing import record_start, record_timing
 SCHEDULE = os.environ.get("GKE_INFERENCE_SCHEDULE", "@weekly")
 RETRY_DELAY = timedelta(seconds=int(os.environ.get("GKE_INFERENCE_RETRY_DELAY_SECONDS", "30")))
 
-PROJECT = "{{ ti.xcom_pull(task_ids='plan_run', key='project_id') }}"
-MODE = "{{ ti.xcom_pull(task_ids='plan_run', key='mode') }}"
-GCP = {"project_id": PROJECT, "gcp_conn_id": "{{ params.gcp_conn_id }}"}
-REGIONAL = {**GCP, "region": "{{ params.region }}"}
-CLUSTER = {**GCP, "location": "{{ params.region }}", "cluster_name": "{{ params.cluster_name }}"}
-PREFLIGHT = {
-    **REGIONAL,
-    "mode": MODE,
-    "gpu_type": "{{ params.gpu_type }}",
-    "gpu_count": "{{ params.gpu_count }}",
-    "model_name": "{{ params.model_name }}",
-    "execution_timeout": timedelta(minutes=5),
-}
-GATEWAY = {
-    "gateway_address": "{{ ti.xcom_pull(task_ids='verify.wait_gateway_address') }}",
-    "port": "{{ params.gateway_port }}",
-    # What the checks depend on, looked at when the gateway does not answer: which is gone is named.
-    **CLUSTER,
-    "namespace": "{{ params.namespace }}",
-    "gateway_name": "{{ params.gateway_name }}",
-    "pool_name": "{{ params.pool_name }}",
-}
-
 with DAG(
     dag_id="gke_inference_gateway",
     description="GKE Autopilot + Inference Gateway + vLLM Llama-3.1-8B + body-based routing, rebuilt and verified",
@@ -99,10 +76,26 @@ with DAG(
     },
     tags=["gke", "inference-gateway", "vllm"],
 ) as dag:
+    # The only task that reads the run's params: every later task takes its values from the plan,
+    # typed, as `plan["key"]` (each key is its own XCom), never as a "{{ params.x }}" string.
     plan_run = PlanRunOperator(task_id="plan_run")
-    preflight = PreflightOperator(task_id="preflight", **PREFLIGHT, hf_conn_id="{{ params.hf_conn_id }}")
+    plan = plan_run.output
+    gcp = {"project_id": plan["project_id"], "gcp_conn_id": plan["gcp_conn_id"]}
+    regional = {**gcp, "region": plan["region"]}
+    cluster_target = {**gcp, "location": plan["region"], "cluster_name": plan["cluster_name"]}
+    pre_flight = {
+        **regional,
+        "mode": plan["mode"],
+        "gpu_type": plan["gpu_type"],
+        "gpu_count": plan["gpu_count"],
+        "model_name": plan["model_name"],
+        "execution_timeout": timedelta(minutes=5),
+    }
+    model_pods = {"app": plan["model_app_label"]}
+
+    preflight = PreflightOperator(task_id="preflight", **pre_flight, hf_conn_id=plan["hf_conn_id"])
     choose_mode = ChooseModeOperator(
-        task_id="choose_mode", build_task_id="build", teardown_task_id="teardown.start"
+        task_id="choose_mode", mode=plan["mode"], build_task_id="build", teardown_task_id="teardown.start"
     )
     build = EmptyOperator(task_id="build")
 
@@ -113,40 +106,38 @@ with DAG(
         # a subnet cannot go while the cluster uses it, nor the VPC while it holds a subnet.
         start = EmptyOperator(task_id="start")
         whatever_came_before = {"trigger_rule": "all_done_min_one_success"}
-        delete_workloads = DeleteManifestsOperator(task_id="delete_workloads", **CLUSTER)
+        delete_workloads = DeleteManifestsOperator(
+            task_id="delete_workloads", **cluster_target, namespace=plan["namespace"], values=plan
+        )
         # GKE removes the Gateway's load balancer over minutes; the cluster must outlive that.
         wait_gateway_released = GatewayReleasedSensor(
             task_id="wait_gateway_released",
             **whatever_came_before,
-            **CLUSTER,
-            namespace="{{ params.namespace }}",
-            gateway_name="{{ params.gateway_name }}",
-            network_name="{{ params.network_name }}",
+            **cluster_target,
+            namespace=plan["namespace"],
+            gateway_name=plan["gateway_name"],
+            network_name=plan["network_name"],
             wait_timeout=1800,
         )
-        delete_cluster = DeleteClusterOperator(task_id="delete_cluster", **CLUSTER, **whatever_came_before)
+        delete_cluster = DeleteClusterOperator(
+            task_id="delete_cluster", **cluster_target, **whatever_came_before
+        )
         sweep_load_balancer = SweepGatewayLoadBalancerOperator(
             task_id="sweep_load_balancer",
-            **REGIONAL,
-            network_name="{{ params.network_name }}",
-            subnetwork_names=["{{ params.subnet_name }}", "{{ params.proxy_subnet_name }}"],
-            namespace="{{ params.namespace }}",
-            gateway_name="{{ params.gateway_name }}",
+            **regional,
+            network_name=plan["network_name"],
+            subnetwork_names=[plan["subnet_name"], plan["proxy_subnet_name"]],
+            namespace=plan["namespace"],
+            gateway_name=plan["gateway_name"],
         )
         delete_proxy_subnet = DeleteSubnetworkOperator(
-            task_id="delete_proxy_subnet",
-            **REGIONAL,
-            subnetwork_name="{{ params.proxy_subnet_name }}",
+            task_id="delete_proxy_subnet", **regional, subnetwork_name=plan["proxy_subnet_name"]
         )
         delete_node_subnet = DeleteSubnetworkOperator(
-            task_id="delete_node_subnet",
-            **REGIONAL,
-            subnetwork_name="{{ params.subnet_name }}",
+            task_id="delete_node_subnet", **regional, subnetwork_name=plan["subnet_name"]
         )
         delete_network = DeleteNetworkOperator(
-            task_id="delete_network",
-            **GCP,
-            network_name="{{ params.network_name }}",
+            task_id="delete_network", **gcp, network_name=plan["network_name"]
         )
         start >> [delete_workloads, wait_gateway_released, delete_cluster]
         delete_workloads >> wait_gateway_released >> delete_cluster >> sweep_load_balancer
@@ -155,88 +146,90 @@ with DAG(
     rebuild_after_teardown = ShortCircuitOperator(
         task_id="rebuild_after_teardown",
         python_callable=is_rebuild,
-        op_args=[MODE],
+        op_args=[plan["mode"]],
         ignore_downstream_trigger_rules=False,
     )
 
     with TaskGroup("project_network") as project_network:
         enable_apis = EnableApisOperator(
-            task_id="enable_apis",
-            **GCP,
-            trigger_rule="none_failed_min_one_success",
+            task_id="enable_apis", **gcp, trigger_rule="none_failed_min_one_success"
         )
         ensure_network = EnsureNetworkOperator(
             task_id="ensure_network",
-            **GCP,
-            network_name="{{ params.network_name }}",
-            use_existing="{{ params.use_existing_network }}",
+            **gcp,
+            network_name=plan["network_name"],
+            use_existing=plan["use_existing_network"],
         )
         ensure_node_subnet = EnsureSubnetworkOperator(
             task_id="ensure_node_subnet",
-            **REGIONAL,
-            network_name="{{ params.network_name }}",
-            subnetwork_name="{{ params.subnet_name }}",
-            ip_cidr_range="{{ params.subnet_range }}",
-            secondary_ranges={
-                "{{ params.pods_range_name }}": "{{ params.pods_range }}",
-                "{{ params.services_range_name }}": "{{ params.services_range }}",
-            },
-            use_existing="{{ params.use_existing_network }}",
+            **regional,
+            network_name=plan["network_name"],
+            subnetwork_name=plan["subnet_name"],
+            ip_cidr_range=plan["subnet_range"],
+            secondary_ranges=[
+                (plan["pods_range_name"], plan["pods_range"]),
+                (plan["services_range_name"], plan["services_range"]),
+            ],
+            use_existing=plan["use_existing_network"],
         )
         ensure_proxy_subnet = EnsureSubnetworkOperator(
             task_id="ensure_proxy_subnet",
-            **REGIONAL,
-            network_name="{{ params.network_name }}",
-            subnetwork_name="{{ params.proxy_subnet_name }}",
-            ip_cidr_range="{{ params.proxy_subnet_range }}",
+            **regional,
+            network_name=plan["network_name"],
+            subnetwork_name=plan["proxy_subnet_name"],
+            ip_cidr_range=plan["proxy_subnet_range"],
             purpose="REGIONAL_MANAGED_PROXY",
             role="ACTIVE",
         )
         # On a new project Compute is only enabled now: the pre-flight's GPU question is asked again.
         check_gpu_zones = PreflightOperator(
-            task_id="check_gpu_zones", **PREFLIGHT, checks=["gpus"], compute_may_be_disabled=False
+            task_id="check_gpu_zones", **pre_flight, checks=["gpus"], compute_may_be_disabled=False
         )
         enable_apis >> check_gpu_zones >> ensure_network >> [ensure_node_subnet, ensure_proxy_subnet]
 
     with TaskGroup("cluster") as cluster:
         ensure_cluster = EnsureAutopilotClusterOperator(
             task_id="ensure_cluster",
-            **CLUSTER,
-            network_name="{{ params.network_name }}",
-            subnetwork_name="{{ params.subnet_name }}",
-            pods_range_name="{{ params.pods_range_name }}",
-            services_range_name="{{ params.services_range_name }}",
-            release_channel="{{ params.release_channel }}",
+            **cluster_target,
+            network_name=plan["network_name"],
+            subnetwork_name=plan["subnet_name"],
+            pods_range_name=plan["pods_range_name"],
+            services_range_name=plan["services_range_name"],
+            release_channel=plan["release_channel"],
         )
         wait_cluster_running = ClusterRunningSensor(
-            task_id="wait_cluster_running",
-            **CLUSTER,
-            timeout="{{ params.cluster_timeout }}",
+            task_id="wait_cluster_running", **cluster_target, timeout=plan["cluster_timeout"]
         )
         choose_crd_set = ChooseCrdSetOperator(
             task_id="choose_crd_set",
-            cluster_version="{{ ti.xcom_pull(task_ids='cluster.wait_cluster_running')['current_master_version'] }}",
+            cluster=wait_cluster_running.output,
             objective_only_task_id="cluster.install_crds_objective_only",
             full_set_task_id="cluster.install_crds_full_set",
         )
         install_crds_objective_only = InstallCrdsOperator(
-            task_id="install_crds_objective_only", crd_set="objective_only", **CLUSTER
+            task_id="install_crds_objective_only", crd_set="objective_only", **cluster_target, values=plan
         )
         install_crds_full_set = InstallCrdsOperator(
-            task_id="install_crds_full_set", crd_set="full", **CLUSTER
+            task_id="install_crds_full_set", crd_set="full", **cluster_target, values=plan
         )
         ensure_cluster >> wait_cluster_running >> choose_crd_set
         choose_crd_set >> [install_crds_objective_only, install_crds_full_set]
 
     with TaskGroup("model_server") as model_server:
         apply_compute_class = ApplyManifestsOperator(
-            task_id="apply_compute_class", manifest="model-inference-class.yaml", **CLUSTER
+            task_id="apply_compute_class",
+            manifest="model-inference-class.yaml",
+            **cluster_target,
+            values=plan,
         )
         create_hf_secret = HuggingFaceSecretOperator(
-            task_id="create_hf_secret", hf_conn_id="{{ params.hf_conn_id }}", **CLUSTER
+            task_id="create_hf_secret",
+            hf_conn_id=plan["hf_conn_id"],
+            namespace=plan["namespace"],
+            **cluster_target,
         )
         deploy_vllm = ApplyManifestsOperator(
-            task_id="deploy_vllm", manifest="vllm-llama3-1-8b-instruct.yaml", **CLUSTER
+            task_id="deploy_vllm", manifest="vllm-llama3-1-8b-instruct.yaml", **cluster_target, values=plan
         )
         [apply_compute_class, create_hf_secret] >> deploy_vllm
 
@@ -244,62 +237,70 @@ with DAG(
         apply_inference_pool = ApplyManifestsOperator(
             task_id="apply_inference_pool",
             manifest="inferencepool",
-            **CLUSTER,
+            **cluster_target,
+            values=plan,
             trigger_rule="none_failed_min_one_success",
         )
-        apply_gateway = ApplyManifestsOperator(task_id="apply_gateway", manifest="gateway.yaml", **CLUSTER)
+        apply_gateway = ApplyManifestsOperator(
+            task_id="apply_gateway", manifest="gateway.yaml", **cluster_target, values=plan
+        )
         apply_inference_pool >> apply_gateway
 
     with TaskGroup("verify") as verify:
         wait_gateway_address = GatewayAddressSensor(
             task_id="wait_gateway_address",
-            gateway_name="{{ params.gateway_name }}",
-            namespace="{{ params.namespace }}",
-            timeout="{{ params.gateway_timeout }}",
-            **CLUSTER,
+            **cluster_target,
+            namespace=plan["namespace"],
+            gateway_name=plan["gateway_name"],
+            timeout=plan["gateway_timeout"],
         )
         wait_model_pods_ready = PodsReadySensor(
             task_id="wait_model_pods_ready",
-            namespace="{{ params.namespace }}",
-            label_selector="app={{ params.model_app_label }}",
-            replicas="{{ params.replicas }}",
-            timeout="{{ params.pods_timeout }}",
-            **CLUSTER,
+            **cluster_target,
+            namespace=plan["namespace"],
+            label_selector=model_pods,
+            replicas=plan["replicas"],
+            timeout=plan["pods_timeout"],
         )
+        # What the checks depend on, looked at when the gateway does not answer: which is gone is named.
+        through_the_gateway = {
+            **cluster_target,
+            "gateway_address": wait_gateway_address.output,
+            "port": plan["gateway_port"],
+            "namespace": plan["namespace"],
+            "gateway_name": plan["gateway_name"],
+            "pool_name": plan["pool_name"],
+            "prompt": plan["prompt"],
+            "max_tokens": plan["max_tokens"],
+        }
         check_chat_completion = ChatCompletionCheckOperator(
-            task_id="check_chat_completion",
-            **GATEWAY,
-            model="{{ params.model_name }}",
-            prompt="{{ params.prompt }}",
-            max_tokens="{{ params.max_tokens }}",
+            task_id="check_chat_completion", **through_the_gateway, model=plan["model_name"]
         )
         [wait_gateway_address, wait_model_pods_ready] >> check_chat_completion
 
     with TaskGroup("body_routing") as body_routing:
         install_body_based_router = ApplyManifestsOperator(
-            task_id="install_body_based_router", manifest="body-based-router", **CLUSTER
+            task_id="install_body_based_router", manifest="body-based-router", **cluster_target, values=plan
         )
         wait_body_based_router = PodsReadySensor(
             task_id="wait_body_based_router",
-            namespace="{{ params.namespace }}",
-            label_selector="app=body-based-router",
+            **cluster_target,
+            namespace=plan["namespace"],
+            label_selector={"app": "body-based-router"},
             replicas=1,
-            timeout="{{ params.pods_timeout }}",
-            **CLUSTER,
+            timeout=plan["pods_timeout"],
+            tutorial_step="5.1",
         )
         apply_body_routing_route = ApplyManifestsOperator(
-            task_id="apply_body_routing_route", manifest="body-routing.yaml", **CLUSTER
+            task_id="apply_body_routing_route", manifest="body-routing.yaml", **cluster_target, values=plan
         )
         check_right_model = ModelRoutingCheckOperator(
-            task_id="check_right_model",
-            **GATEWAY,
-            model="{{ params.model_name }}",
-            expect="accepted",
+            task_id="check_right_model", **through_the_gateway, model=plan["model_name"], expect="accepted"
         )
         check_wrong_model_rejected = ModelRoutingCheckOperator(
             task_id="check_wrong_model_rejected",
-            **GATEWAY,
-            model="{{ params.wrong_model_name }}",
+            **through_the_gateway,
+            model=plan["wrong_model_name"],
             expect="rejected",
         )
         # The model-only route replaces the catch-all, so the router must already add the header, and
@@ -307,7 +308,22 @@ with DAG(
         install_body_based_router >> wait_body_based_router >> apply_body_routing_route
         apply_body_routing_route >> check_right_model >> check_wrong_model_rejected
 
-    run_report = RunReportOperator(task_id="run_report", trigger_rule="none_failed_min_one_success")
+    run_report = RunReportOperator(
+        task_id="run_report",
+        plan=plan,
+        gateway_address=wait_gateway_address.output,
+        chat=check_chat_completion.output,
+        rejection=check_wrong_model_rejected.output,
+        trigger_rule="none_failed_min_one_success",
+    )
+
+    # A task that takes plan["x"] gets plan_run as a direct upstream. Three tasks may run although
+    # an upstream was skipped or failed (their trigger rules count "one success"): plan_run's success
+    # must not be that one, or a teardown that never started would delete, and an ensure-only or
+    # teardown run would install the InferencePool. They still read the plan (it ran long before).
+    for tolerant in (wait_gateway_released, delete_cluster, apply_inference_pool):
+        tolerant.upstream_task_ids.discard(plan_run.task_id)
+        plan_run.downstream_task_ids.discard(tolerant.task_id)
 
     plan_run >> preflight >> choose_mode >> [build, start]
     teardown >> rebuild_after_teardown >> enable_apis

@@ -12,8 +12,6 @@ from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from gke_inference.coerce import optional_param
-
 if TYPE_CHECKING:
     from gke_inference.hooks.gke import GKEClusterHook
     from gke_inference.hooks.kubernetes import KubernetesApplyHook
@@ -83,7 +81,7 @@ class ClusterTaskMixin:
         return ClusterTarget(
             cluster_name=self.cluster_name,
             location=self.location,
-            project_id=optional_param(self.project_id),
+            project_id=self.project_id or None,
             gcp_conn_id=self.gcp_conn_id,
             impersonation_chain=self.impersonation_chain or None,
         )

@@ -7,6 +7,9 @@ DAG's first task, before anything is created.
 
 from __future__ import annotations
 
+import os
+import re
+
 from airflow.sdk import Param
 
 from gke_inference.regions import GCP_REGIONS
@@ -19,6 +22,15 @@ SEMVER_TAG = r"^v[0-9]+\.[0-9]+\.[0-9]+$"
 HF_MODEL_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 MODES = ("ensure", "rebuild", "teardown")
+IMAGE_REFERENCE = r"^[a-z0-9][a-z0-9./_:@-]*$"
+
+# Deployment settings, read at parse time like the schedule: a run may pick a connection or an
+# image only from the deployment's list, so whoever may trigger the DAG cannot point it at any
+# connection of the deployment or run any image with the Hugging Face token on a GPU.
+GCP_CONN_IDS_ENV = "GKE_INFERENCE_GCP_CONN_IDS"
+HF_CONN_IDS_ENV = "GKE_INFERENCE_HF_CONN_IDS"
+VLLM_IMAGES_ENV = "GKE_INFERENCE_VLLM_IMAGES"
+DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.8.5"
 
 NETWORK = "1. Project and network (tutorial 1)"
 CLUSTER = "2. GKE Autopilot cluster (tutorial 2)"
@@ -50,6 +62,30 @@ def _cidr(default: str, title: str, description: str) -> Param:
 def _seconds(default: int, title: str, description: str) -> Param:
     return Param(
         default, description=description, title=title, section=RUN, type="integer", minimum=30, maximum=7200
+    )
+
+
+def allowed(env_var: str, default: str, pattern: str | None = None) -> list[str]:
+    """The deployment's allow-list in ``env_var`` (comma-separated; the first is the default)."""
+    values = list(dict.fromkeys(v.strip() for v in os.environ.get(env_var, default).split(",") if v.strip()))
+    if not values:
+        raise ValueError(f"{env_var} is set but lists nothing; unset it or list at least one value")
+    wrong = [value for value in values if pattern and not re.fullmatch(pattern, value)]
+    if wrong:
+        raise ValueError(f"{env_var} lists {', '.join(map(repr, wrong))}, which do not match {pattern}")
+    return values
+
+
+def _choice(env_var: str, default: str, title: str, description: str, section: str, **schema) -> Param:
+    choices = allowed(env_var, default, schema.pop("pattern", None))
+    return Param(
+        choices[0],
+        description=f"{description} The deployment allows these ({env_var}).",
+        title=title,
+        section=section,
+        type="string",
+        enum=choices,
+        **schema,
     )
 
 
@@ -198,14 +234,13 @@ def build_params() -> dict[str, Param]:
             "Deployment name and `app` label of the model pods.",
             MODEL,
         ),
-        "vllm_image": Param(
-            "vllm/vllm-openai:v0.8.5",
-            description="vLLM image. v0.8.x still emits vllm:gpu_cache_usage_perc, which EPP v1.0.x scores.",
-            title="vLLM image",
-            section=MODEL,
-            type="string",
-            minLength=3,
-            pattern=r"^[a-z0-9][a-z0-9./_:@-]*$",
+        "vllm_image": _choice(
+            VLLM_IMAGES_ENV,
+            DEFAULT_VLLM_IMAGE,
+            "vLLM image",
+            "vLLM image. v0.8.x still emits vllm:gpu_cache_usage_perc, which EPP v1.0.x scores.",
+            MODEL,
+            pattern=IMAGE_REFERENCE,
         ),
         "replicas": Param(
             1,
@@ -292,21 +327,15 @@ def build_params() -> dict[str, Param]:
             type="string",
             enum=list(MODES),
         ),
-        "gcp_conn_id": Param(
-            "google_cloud_default",
-            description="Airflow connection to GCP.",
-            title="GCP connection",
-            section=RUN,
-            type="string",
-            minLength=1,
+        "gcp_conn_id": _choice(
+            GCP_CONN_IDS_ENV, "google_cloud_default", "GCP connection", "Airflow connection to GCP.", RUN
         ),
-        "hf_conn_id": Param(
+        "hf_conn_id": _choice(
+            HF_CONN_IDS_ENV,
             "huggingface_default",
-            description="Airflow connection whose password is the Hugging Face token.",
-            title="Hugging Face connection",
-            section=RUN,
-            type="string",
-            minLength=1,
+            "Hugging Face connection",
+            "Airflow connection whose password is the Hugging Face token.",
+            RUN,
         ),
         "cluster_timeout": _seconds(
             1800, "Cluster wait (s)", "How long to wait for the cluster to be RUNNING."

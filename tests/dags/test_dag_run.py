@@ -71,11 +71,11 @@ def test_the_first_runs_report_tells_what_happened(first_run, dag, sandbox):
     touched = set(report["created"]) | set(report["found"])
     assert not set(report["created"]) & set(report["found"])
     assert {
-        *TUTORIAL_SERVICES,
-        defaults["network_name"],
-        defaults["subnet_name"],
-        defaults["proxy_subnet_name"],
-        defaults["cluster_name"],
+        *(f"Service/{service}" for service in TUTORIAL_SERVICES),
+        f"Network/{defaults['network_name']}",
+        f"Subnetwork/us-central1/{defaults['subnet_name']}",
+        f"Subnetwork/us-central1/{defaults['proxy_subnet_name']}",
+        f"Cluster/us-central1/{defaults['cluster_name']}",
         "Secret/default/hf-token",
         "Gateway/default/inference-gateway",
         f"Deployment/default/{defaults['model_app_label']}",

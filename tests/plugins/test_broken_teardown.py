@@ -18,7 +18,11 @@ from gke_inference.triggers.teardown import GatewayReleasedTrigger
 from tests.plugins.conftest import GCP_CONN_ID, REGION, _add_project, unique
 
 DEFAULTS = {name: param.value for name, param in build_params().items()}
-CONTEXT = {"params": DEFAULTS}
+CONTEXT: dict = {}  # operators read their arguments, never the run's params
+
+
+def delete_workloads(cluster: dict) -> DeleteManifestsOperator:
+    return DeleteManifestsOperator(task_id="w", namespace="default", values=DEFAULTS, **cluster)
 
 
 def network_with_subnet(project: str, network: str, subnet: str, description: str = NETWORK_DESCRIPTION):
@@ -75,7 +79,7 @@ def set_status(sandbox, cluster: dict, status: str) -> None:
 def test_an_error_cluster_has_no_workloads_to_delete_and_is_deleted(broken, sandbox, capfd):
     before = kube_requests(sandbox)
 
-    result = DeleteManifestsOperator(task_id="w", **broken).execute(CONTEXT)
+    result = delete_workloads(broken).execute(CONTEXT)
     release = released(broken)
     deleted = DeleteClusterOperator(task_id="c", **broken).execute(CONTEXT)
 
@@ -94,7 +98,7 @@ def test_a_cluster_being_deleted_degraded_or_provisioning_has_no_workloads_to_de
     set_status(sandbox, broken, status)
     before = kube_requests(sandbox)
 
-    result = DeleteManifestsOperator(task_id="w", **broken).execute(CONTEXT)
+    result = delete_workloads(broken).execute(CONTEXT)
     release = released(broken)
 
     assert kube_requests(sandbox) == before
@@ -107,7 +111,7 @@ def test_a_missing_cluster_has_no_workloads_to_delete(broken, sandbox):
     missing = {**broken, "cluster_name": "never-created"}
     before = kube_requests(sandbox)
 
-    result = DeleteManifestsOperator(task_id="w", **missing).execute(CONTEXT)
+    result = delete_workloads(missing).execute(CONTEXT)
     release = released(missing)
 
     assert kube_requests(sandbox) == before
@@ -126,7 +130,7 @@ def test_the_hf_secret_fails_at_once_on_answers_no_retry_changes(
     sandbox.faults_add(api="kube", method="PATCH", path=path, status=status, count=count)
     op = HuggingFaceSecretOperator(task_id="hf", namespace=namespace, **kube_cluster.kwargs)
     with pytest.raises(AirflowFailException, match="tutorial 3.2"):
-        op.execute({"params": {**DEFAULTS, "namespace": namespace}})
+        op.execute({})
 
 
 def test_a_vpc_holding_a_subnet_the_dag_did_not_create_is_kept_at_once(project, sandbox):

@@ -34,8 +34,8 @@ def wait_for(probe, what):
 
 def serve(cluster, namespace, *, body_routing: bool) -> str:
     """Build the tutorial's serving stack in a namespace; return the Gateway's address."""
-    context = {"params": {**DEFAULTS, "namespace": namespace}}
-    HuggingFaceSecretOperator(task_id="hf", **cluster.kwargs).execute(context)
+    values = {**DEFAULTS, "namespace": namespace}
+    HuggingFaceSecretOperator(task_id="hf", namespace=namespace, **cluster.kwargs).execute({})
     manifests = [
         "model-inference-class.yaml",
         "vllm-llama3-1-8b-instruct.yaml",
@@ -44,7 +44,7 @@ def serve(cluster, namespace, *, body_routing: bool) -> str:
     ]
     if body_routing:
         manifests += ["body-based-router", "body-routing.yaml"]
-    ApplyManifestsOperator(task_id="apply", manifest=manifests, **cluster.kwargs).execute(context)
+    ApplyManifestsOperator(task_id="apply", manifest=manifests, values=values, **cluster.kwargs).execute({})
     hook = cluster.hook()
     wait_for(
         lambda: assess_pods(hook.list("v1", "Pod", namespace, {"app": DEFAULTS["model_app_label"]}), 1),
@@ -124,16 +124,25 @@ def test_unreachable_gateway_is_retried_not_failed(sandbox):
         chat_check(unused, port=8080).execute({})
 
 
-@pytest.mark.parametrize("address", ["", "None"])
+@pytest.mark.parametrize("address", ["", None])
 def test_missing_gateway_address_fails(address):
     with pytest.raises(AirflowFailException, match="No gateway address"):
         chat_check(address).execute({})
 
 
 def test_url_building():
-    assert chat_completion_url("10.1.2.3", "80") == "http://10.1.2.3/v1/chat/completions"
+    assert chat_completion_url("10.1.2.3", 80) == "http://10.1.2.3/v1/chat/completions"
     assert chat_completion_url("10.1.2.3", 8080) == "http://10.1.2.3:8080/v1/chat/completions"
     assert chat_completion_url("2001:db8::1", 80) == "http://[2001:db8::1]/v1/chat/completions"
+
+
+def test_port_and_max_tokens_are_ints_not_rendered_strings():
+    with pytest.raises(TypeError, match="port must be an int"):
+        chat_check("10.1.2.3", port="8080")
+    with pytest.raises(TypeError, match="max_tokens must be an int"):
+        ChatCompletionCheckOperator(task_id="c", gateway_address="a", model="m", max_tokens="16")
+    with pytest.raises(AirflowFailException, match="port must be an int"):
+        chat_completion_url("10.1.2.3", "80")  # a value that arrived at run time
 
 
 # Tutorial 5.1

@@ -44,9 +44,9 @@ def assert_hooks_impersonate(target: ClusterTarget) -> None:
 @pytest.mark.parametrize(
     "task",
     [
-        lambda: ApplyManifestsOperator(task_id="t", manifest="gateway.yaml", **CLUSTER),
-        lambda: HuggingFaceSecretOperator(task_id="t", **CLUSTER),
-        lambda: DeleteManifestsOperator(task_id="t", **CLUSTER),
+        lambda: ApplyManifestsOperator(task_id="t", manifest="gateway.yaml", values={}, **CLUSTER),
+        lambda: HuggingFaceSecretOperator(task_id="t", namespace="n", **CLUSTER),
+        lambda: DeleteManifestsOperator(task_id="t", namespace="n", values={}, **CLUSTER),
         lambda: ClusterRunningSensor(task_id="t", **CLUSTER),
         lambda: PodsReadySensor(task_id="t", label_selector="app=x", wait_timeout=5, **CLUSTER),
         lambda: GatewayAddressSensor(task_id="t", gateway_name="g", wait_timeout=5, **CLUSTER),

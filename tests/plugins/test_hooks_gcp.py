@@ -403,4 +403,4 @@ def test_without_an_endpoint_extra_the_clients_use_googles_endpoints(sandbox, mo
     assert ComputeNetworkHook().subnetworks.api_endpoint == "compute.googleapis.com"
     assert GKEClusterHook(location=REGION).client.api_endpoint == "container.googleapis.com"
     assert ServiceUsageHook().resolve_project_id(None) == "some-project"
-    assert ServiceUsageHook().resolve_project_id("None") == "some-project"
+    assert ServiceUsageHook().resolve_project_id("") == "some-project"

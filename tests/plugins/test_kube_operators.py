@@ -28,8 +28,9 @@ V1ALPHA2_POOL_CRD = "inferencepools.inference.networking.x-k8s.io"
 OLD_GKE_VERSION = "1.33.5-gke.1080000"
 
 
-def context_for(**params):
-    return {"params": {**DEFAULTS, **params}}
+def values_for(**params):
+    """The values a manifest operator renders with: the plan's params, some overridden."""
+    return {**DEFAULTS, **params}
 
 
 def crd_names(hook):
@@ -53,48 +54,60 @@ def crd_names(hook):
 def test_branch_follows_the_cluster_version(version, branch):
     chooser = ChooseCrdSetOperator(
         task_id="choose_crd_set",
-        cluster_version=version,
+        cluster={"current_master_version": version},
         objective_only_task_id="cluster.install_crds_objective_only",
         full_set_task_id="cluster.install_crds_full_set",
     )
-    assert chooser.choose_branch(context_for()) == branch
+    assert chooser.choose_branch({}) == branch
 
 
 def test_branch_reads_the_version_from_the_cluster_when_not_given(kube_cluster, old_kube_cluster):
     def chooser(cluster):
         return ChooseCrdSetOperator(
             task_id="choose_crd_set",
-            cluster_version="None",  # what "{{ ... }}" renders when the XCom is missing
+            cluster=None,  # no cluster sensor result: the version is read from the cluster
             objective_only_task_id="objective_only",
             full_set_task_id="full",
             **cluster.kwargs,
         )
 
-    assert chooser(kube_cluster).choose_branch(context_for()) == "objective_only"
-    assert chooser(old_kube_cluster).choose_branch(context_for()) == "full"
+    assert chooser(kube_cluster).choose_branch({}) == "objective_only"
+    assert chooser(old_kube_cluster).choose_branch({}) == "full"
+
+
+def test_branch_takes_the_cluster_sensor_result_not_a_string():
+    with pytest.raises(TypeError, match="cluster must be the cluster sensor's result"):
+        ChooseCrdSetOperator(
+            task_id="choose", cluster="1.35.1-gke.1200", objective_only_task_id="a", full_set_task_id="b"
+        )
 
 
 def test_branch_refuses_a_version_it_cannot_read():
     chooser = ChooseCrdSetOperator(
-        task_id="choose", cluster_version="latest", objective_only_task_id="a", full_set_task_id="b"
+        task_id="choose",
+        cluster={"current_master_version": "latest"},
+        objective_only_task_id="a",
+        full_set_task_id="b",
     )
     with pytest.raises(AirflowFailException, match="not a GKE version"):
-        chooser.choose_branch(context_for())
+        chooser.choose_branch({})
 
 
 # CRD installation
 
 
 def test_objective_only_set_on_a_current_cluster(kube_cluster):
-    install = InstallCrdsOperator(task_id="install_crds", crd_set="objective_only", **kube_cluster.kwargs)
-    first = install.execute(context_for())
+    install = InstallCrdsOperator(
+        task_id="install_crds", crd_set="objective_only", values=DEFAULTS, **kube_cluster.kwargs
+    )
+    first = install.execute({})
     assert first["crd_set"] == "objective_only"
     assert first.get("created", []) + first.get("unchanged", []) == [
         f"CustomResourceDefinition/{OBJECTIVE_CRD}"
     ]
     assert {OBJECTIVE_CRD, V1_POOL_CRD} <= crd_names(kube_cluster.hook())
 
-    again = install.execute(context_for())
+    again = install.execute({})
     assert "created" not in again
     assert again["unchanged"] == [f"CustomResourceDefinition/{OBJECTIVE_CRD}"]
 
@@ -102,17 +115,20 @@ def test_objective_only_set_on_a_current_cluster(kube_cluster):
 def test_full_set_on_an_old_cluster_serves_both_pool_versions(old_kube_cluster, namespace_factory):
     hook = old_kube_cluster.hook()
     assert V1_POOL_CRD not in crd_names(hook)
-    result = InstallCrdsOperator(task_id="install_crds", crd_set="full", **old_kube_cluster.kwargs).execute(
-        context_for()
-    )
+    result = InstallCrdsOperator(
+        task_id="install_crds", crd_set="full", values=DEFAULTS, **old_kube_cluster.kwargs
+    ).execute({})
     assert len(result.get("created", []) + result.get("unchanged", [])) == 3
     assert {OBJECTIVE_CRD, V1_POOL_CRD, V1ALPHA2_POOL_CRD} <= crd_names(hook)
 
     # The new kinds resolve right away (discovery was refreshed), in both API versions.
     namespace = namespace_factory(old_kube_cluster)
     applied = ApplyManifestsOperator(
-        task_id="pool", manifest="inferencepool", **old_kube_cluster.kwargs
-    ).execute(context_for(namespace=namespace))
+        task_id="pool",
+        manifest="inferencepool",
+        values=values_for(namespace=namespace),
+        **old_kube_cluster.kwargs,
+    ).execute({})
     assert f"InferencePool/{namespace}/vllm-llama-pool" in applied["created"]
     legacy = {
         "apiVersion": "inference.networking.x-k8s.io/v1alpha2",
@@ -126,21 +142,23 @@ def test_full_set_on_an_old_cluster_serves_both_pool_versions(old_kube_cluster, 
 def test_objective_only_set_fails_where_gke_does_not_serve_the_pool_crd(cluster_factory):
     # A cluster of its own: the full set installed by another test would hide the gap.
     cluster = cluster_factory(proxy_only_subnet=False, version=OLD_GKE_VERSION)
-    install = InstallCrdsOperator(task_id="install_crds", crd_set="objective_only", **cluster.kwargs)
+    install = InstallCrdsOperator(
+        task_id="install_crds", crd_set="objective_only", values=DEFAULTS, **cluster.kwargs
+    )
     with pytest.raises(AirflowFailException, match=f"does not serve CRD {V1_POOL_CRD}.*full CRD set"):
-        install.execute(context_for())
+        install.execute({})
 
 
 def test_unknown_crd_set_is_refused_at_parse_time():
     with pytest.raises(ValueError, match="crd_set must be one of"):
-        InstallCrdsOperator(task_id="x", crd_set="everything", cluster_name="c", location="l")
+        InstallCrdsOperator(task_id="x", crd_set="everything", values={}, cluster_name="c", location="l")
 
 
 # Manifests
 
 
 def test_apply_manifests_is_idempotent(kube_cluster, namespace):
-    context = context_for(namespace=namespace)
+    context = {}
     apply_all = ApplyManifestsOperator(
         task_id="apply",
         manifest=[
@@ -149,6 +167,7 @@ def test_apply_manifests_is_idempotent(kube_cluster, namespace):
             "inferencepool",
             "gateway.yaml",
         ],
+        values=values_for(namespace=namespace),
         **kube_cluster.kwargs,
     )
     first = apply_all.execute(context)
@@ -165,9 +184,12 @@ def test_apply_manifests_is_idempotent(kube_cluster, namespace):
 
 
 def test_manifest_error_fails_without_retry(kube_cluster, namespace):
-    op = ApplyManifestsOperator(task_id="apply", manifest="model-inference-class.yaml", **kube_cluster.kwargs)
+    values = values_for(namespace=namespace, flex_start=False, spot=False, reservation_name=None)
+    op = ApplyManifestsOperator(
+        task_id="apply", manifest="model-inference-class.yaml", values=values, **kube_cluster.kwargs
+    )
     with pytest.raises(AirflowFailException, match="at least one capacity source"):
-        op.execute(context_for(namespace=namespace, flex_start=False, spot=False, reservation_name=None))
+        op.execute({})
 
 
 # Hugging Face token Secret (tutorial 3.2)
@@ -179,22 +201,24 @@ def test_secret_holds_the_token_and_the_token_goes_nowhere_else(
     token = sandbox.sandbox.hf_token
     op = HuggingFaceSecretOperator(task_id="hf_secret", namespace=namespace, **kube_cluster.kwargs)
     with caplog.at_level(logging.DEBUG):
-        result = op.execute(context_for(namespace=namespace))
+        result = op.execute({})
 
     secret = kube_cluster.hook().get("v1", "Secret", "hf-token", namespace)
     assert base64.b64decode(secret["data"]["token"]).decode() == token
-    assert result == {"secret": f"Secret/{namespace}/hf-token", "key": "token", "action": "created"}
+    assert result == {"created": [f"Secret/{namespace}/hf-token"], "key": "token"}
     captured = capfd.readouterr()
     for text in (json.dumps(result), caplog.text, captured.out, captured.err, repr(op.__dict__)):
         assert token not in text
     assert all(token not in str(getattr(op, field)) for field in op.template_fields)
 
 
-def test_secret_namespace_defaults_to_the_params_namespace(kube_cluster, namespace):
-    result = HuggingFaceSecretOperator(task_id="hf_secret", **kube_cluster.kwargs).execute(
-        context_for(namespace=namespace)
-    )
-    assert result["secret"] == f"Secret/{namespace}/hf-token"
+def test_secret_namespace_is_an_argument_not_read_from_the_params(kube_cluster, namespace):
+    # The operator no longer falls back to the run's params.namespace: the DAG passes plan["namespace"].
+    with pytest.raises(TypeError, match="namespace"):
+        HuggingFaceSecretOperator(task_id="hf_secret", **kube_cluster.kwargs)
+    op = HuggingFaceSecretOperator(task_id="hf_secret", namespace=namespace, **kube_cluster.kwargs)
+    result = op.execute({"params": {"namespace": "ignored"}})
+    assert [f"Secret/{namespace}/hf-token"] in [result.get(k) for k in ("created", "updated", "unchanged")]
 
 
 def test_empty_token_fails_at_once(kube_cluster, namespace, monkeypatch):
@@ -203,7 +227,7 @@ def test_empty_token_fails_at_once(kube_cluster, namespace, monkeypatch):
         task_id="hf", hf_conn_id="hf_empty", namespace=namespace, **kube_cluster.kwargs
     )
     with pytest.raises(AirflowFailException, match="'hf_empty' has no password"):
-        op.execute(context_for(namespace=namespace))
+        op.execute({})
     assert kube_cluster.hook().get("v1", "Secret", "hf-token", namespace) is None
 
 
@@ -212,7 +236,7 @@ def test_missing_connection_fails_at_once(kube_cluster, namespace):
         task_id="hf", hf_conn_id="no_such_conn", namespace=namespace, **kube_cluster.kwargs
     )
     with pytest.raises(AirflowFailException, match="'no_such_conn' does not exist"):
-        op.execute(context_for(namespace=namespace))
+        op.execute({})
 
 
 def test_secret_apply_error_does_not_leak_the_token(kube_cluster, sandbox, clean_faults):
@@ -222,7 +246,7 @@ def test_secret_apply_error_does_not_leak_the_token(kube_cluster, sandbox, clean
     )
     op = HuggingFaceSecretOperator(task_id="hf", namespace="forbidden-ns", **kube_cluster.kwargs)
     with pytest.raises(AirflowFailException) as caught:
-        op.execute(context_for())
+        op.execute({})
     assert "HTTP 403" in str(caught.value)
     chain = [caught.value, caught.value.__cause__, caught.value.__context__]
     assert all(token not in repr(exc) for exc in chain if exc is not None)
@@ -232,10 +256,12 @@ def test_secret_apply_error_does_not_leak_the_token(kube_cluster, sandbox, clean
 
 
 def test_delete_removes_owned_objects_and_keeps_foreign_ones(kube_cluster, namespace):
-    context = context_for(namespace=namespace)
+    context, values = {}, values_for(namespace=namespace)
     hook = kube_cluster.hook()
-    ApplyManifestsOperator(task_id="apply", manifest="gateway.yaml", **kube_cluster.kwargs).execute(context)
-    HuggingFaceSecretOperator(task_id="hf", **kube_cluster.kwargs).execute(context)
+    ApplyManifestsOperator(
+        task_id="apply", manifest="gateway.yaml", values=values, **kube_cluster.kwargs
+    ).execute(context)
+    HuggingFaceSecretOperator(task_id="hf", namespace=namespace, **kube_cluster.kwargs).execute(context)
     foreign = {
         "apiVersion": "networking.gke.io/v1",
         "kind": "GCPRoutingExtension",
@@ -248,12 +274,15 @@ def test_delete_removes_owned_objects_and_keeps_foreign_ones(kube_cluster, names
     }
     hook.apply([foreign])
 
-    result = DeleteManifestsOperator(task_id="teardown", **kube_cluster.kwargs).execute(context)
+    teardown = DeleteManifestsOperator(
+        task_id="teardown", namespace=namespace, values=values, **kube_cluster.kwargs
+    )
+    result = teardown.execute(context)
 
     assert f"Gateway/{namespace}/inference-gateway" in result["deleted"]
     assert f"HTTPRoute/{namespace}/llm-route" in result["deleted"]
     assert f"Secret/{namespace}/hf-token" in result["deleted"]
-    assert result["not-owned"] == [f"GCPRoutingExtension/{namespace}/body-based-router"]
+    assert result["not_owned"] == [f"GCPRoutingExtension/{namespace}/body-based-router"]
     assert f"Deployment/{namespace}/vllm-llama3-1-8b-instruct" in result["absent"]
     # A programmed Gateway keeps GKE's finalizer until its load balancer is removed, then goes.
     deadline = time.monotonic() + 10
@@ -262,15 +291,15 @@ def test_delete_removes_owned_objects_and_keeps_foreign_ones(kube_cluster, names
         time.sleep(0.1)
     assert hook.get("networking.gke.io/v1", "GCPRoutingExtension", "body-based-router", namespace) is not None
 
-    rerun = DeleteManifestsOperator(task_id="teardown", **kube_cluster.kwargs).execute(context)
+    rerun = teardown.execute(context)
     assert "deleted" not in rerun
 
 
 def test_delete_on_a_missing_cluster_is_a_no_op(kube_cluster):
     gone = {**kube_cluster.kwargs, "cluster_name": "never-created"}
-    result = DeleteManifestsOperator(task_id="teardown", manifest="gateway.yaml", **gone).execute(
-        context_for()
-    )
+    result = DeleteManifestsOperator(
+        task_id="teardown", manifest="gateway.yaml", namespace="default", values=DEFAULTS, **gone
+    ).execute({})
     assert set(result) == {"absent"}
 
 
@@ -281,10 +310,15 @@ def _install_deferred(cluster, **options):
     from airflow.sdk.exceptions import TaskDeferred
 
     install = InstallCrdsOperator(
-        task_id="install_crds", crd_set="objective_only", poll_interval=0.2, **options, **cluster.kwargs
+        task_id="install_crds",
+        crd_set="objective_only",
+        poll_interval=0.2,
+        values=DEFAULTS,
+        **options,
+        **cluster.kwargs,
     )
     with pytest.raises(TaskDeferred) as deferred:
-        install.execute(context_for())
+        install.execute({})
     return install, deferred.value
 
 
@@ -309,7 +343,7 @@ async def test_objective_only_waits_deferred_for_the_pool_crd_gke_installs_late(
     event = await first_event(trigger)
 
     assert event["status"] == "success"
-    result = install.execute_complete(context_for(), event)
+    result = install.execute_complete({}, event)
     assert result["crd_set"] == "objective_only"
     assert f"CustomResourceDefinition/{OBJECTIVE_CRD}" in result["created"]
     assert V1_POOL_CRD in crd_names(cluster.hook())
@@ -334,7 +368,7 @@ async def test_the_wait_for_a_gke_crd_ends_naming_the_crd_the_version_and_the_ti
 
     assert event["status"] == "timeout"
     with pytest.raises(AirflowFailException) as failed:
-        install.execute_complete(context_for(), event)
+        install.execute_complete({}, event)
     message = str(failed.value)
     assert V1_POOL_CRD in message and f"GKE {version}" in message
     assert re.search(r"gave up after [1-9]\d*s", message) and "tutorial 2.2" in message

@@ -26,8 +26,8 @@ MODEL_SELECTOR = f"app={DEFAULTS['model_app_label']}"
 EVENT_TIMEOUT = 30.0
 
 
-def context_for(**params):
-    return {"params": {**DEFAULTS, **params}}
+def values_for(**params):
+    return {**DEFAULTS, **params}
 
 
 def trigger_kwargs(cluster, namespace, wait=15.0, **extra):
@@ -54,9 +54,9 @@ async def first_event(trigger) -> dict:
 
 def deploy_model(cluster, namespace, *, secret: str = "from-connection", **params):
     """ComputeClass + hf-token Secret + vLLM Deployment, as the model_server task group does."""
-    context = context_for(namespace=namespace, **params)
+    values = values_for(namespace=namespace, **params)
     if secret == "from-connection":
-        HuggingFaceSecretOperator(task_id="hf", **cluster.kwargs).execute(context)
+        HuggingFaceSecretOperator(task_id="hf", namespace=namespace, **cluster.kwargs).execute({})
     elif secret == "empty":
         cluster.hook().apply(
             [
@@ -71,7 +71,7 @@ def deploy_model(cluster, namespace, *, secret: str = "from-connection", **param
     manifests = ["vllm-llama3-1-8b-instruct.yaml"]
     if "compute_class_name" not in params:
         manifests.insert(0, "model-inference-class.yaml")
-    ApplyManifestsOperator(task_id="deploy", manifest=manifests, **cluster.kwargs).execute(context)
+    ApplyManifestsOperator(task_id="deploy", manifest=manifests, values=values, **cluster.kwargs).execute({})
 
 
 # Serialization
@@ -174,9 +174,9 @@ async def test_pods_never_ready_time_out_with_the_last_state(kube_cluster, names
 
 
 async def test_gateway_gets_an_address_with_the_proxy_only_subnet(kube_cluster, namespace):
-    ApplyManifestsOperator(task_id="gw", manifest="gateway.yaml", **kube_cluster.kwargs).execute(
-        context_for(namespace=namespace)
-    )
+    ApplyManifestsOperator(
+        task_id="gw", manifest="gateway.yaml", values=values_for(namespace=namespace), **kube_cluster.kwargs
+    ).execute({})
     trigger = GatewayAddressTrigger(
         **trigger_kwargs(kube_cluster, namespace), gateway_name="inference-gateway"
     )
@@ -190,9 +190,9 @@ async def test_gateway_without_proxy_only_subnet_times_out_naming_it(
 ):
     cluster = kube_cluster_without_proxy_subnet
     namespace = namespace_factory(cluster)
-    ApplyManifestsOperator(task_id="gw", manifest="gateway.yaml", **cluster.kwargs).execute(
-        context_for(namespace=namespace)
-    )
+    ApplyManifestsOperator(
+        task_id="gw", manifest="gateway.yaml", values=values_for(namespace=namespace), **cluster.kwargs
+    ).execute({})
     trigger = GatewayAddressTrigger(
         **trigger_kwargs(cluster, namespace, wait=2.0), gateway_name="inference-gateway"
     )
@@ -219,12 +219,12 @@ def test_sensors_defer_with_the_timeout(kube_cluster):
     sensor = PodsReadySensor(
         task_id="wait_pods",
         label_selector={"app": "x"},
-        replicas="2",
-        timeout="900",  # the DAG passes the templated params.pods_timeout this way
+        replicas=2,
+        timeout=900,  # the DAG passes plan["pods_timeout"], an int once resolved
         **kube_cluster.kwargs,
     )
     with pytest.raises(TaskDeferred) as deferred:
-        sensor.execute(context_for())
+        sensor.execute({})
     assert deferred.value.timeout == timedelta(seconds=900 + DEFER_TIMEOUT_MARGIN)
     trigger = deferred.value.trigger
     assert isinstance(trigger, PodsReadyTrigger)
@@ -247,15 +247,23 @@ def test_sensor_turns_events_into_results_and_failures(kube_cluster):
 
 
 def test_sensor_refuses_a_bad_timeout(kube_cluster):
-    sensor = GatewayAddressSensor(task_id="w", gateway_name="g", wait_timeout="soon", **kube_cluster.kwargs)
+    with pytest.raises(TypeError, match="wait_timeout must be a number"):
+        GatewayAddressSensor(task_id="w", gateway_name="g", wait_timeout="900", **kube_cluster.kwargs)
+    with pytest.raises(TypeError, match="replicas must be an int"):
+        PodsReadySensor(
+            task_id="w", label_selector={"a": "b"}, replicas="2", timeout=9, **kube_cluster.kwargs
+        )
+    # A value that only arrives when the task runs (an XComArg) fails the task without retries.
+    sensor = GatewayAddressSensor(task_id="w", gateway_name="g", wait_timeout=60, **kube_cluster.kwargs)
+    sensor.wait_timeout = "soon"
     with pytest.raises(AirflowFailException, match="wait_timeout must be a number"):
-        sensor.execute(context_for())
+        sensor.execute({})
 
 
 def test_non_deferrable_sensor_pokes_the_same_check(kube_cluster, namespace):
-    ApplyManifestsOperator(task_id="gw", manifest="gateway.yaml", **kube_cluster.kwargs).execute(
-        context_for(namespace=namespace)
-    )
+    ApplyManifestsOperator(
+        task_id="gw", manifest="gateway.yaml", values=values_for(namespace=namespace), **kube_cluster.kwargs
+    ).execute({})
     sensor = GatewayAddressSensor(
         task_id="wait_gateway",
         gateway_name="inference-gateway",
@@ -266,7 +274,7 @@ def test_non_deferrable_sensor_pokes_the_same_check(kube_cluster, namespace):
         **kube_cluster.kwargs,
     )
     deadline = time.monotonic() + 20
-    while not (poked := sensor.poke(context_for())).is_done:
+    while not (poked := sensor.poke({})).is_done:
         assert time.monotonic() < deadline
         time.sleep(0.1)
     assert poked.xcom_value.startswith("127.")

@@ -82,7 +82,7 @@ def test_delete_only_touches_what_the_dag_owns(kube_cluster, namespace):
 
     results = hook.delete([ours, theirs, config_map(namespace, "never-existed", {})])
 
-    assert [r.action for r in results] == ["deleted", "not-owned", "absent"]
+    assert [r.action for r in results] == ["deleted", "not_owned", "absent"]
     assert hook.get("v1", "ConfigMap", "ours", namespace) is None
     assert hook.get("v1", "ConfigMap", "theirs", namespace) is not None
     assert [r.action for r in hook.delete([ours])] == ["absent"]

@@ -75,7 +75,7 @@ def cluster_op(project: str, names: dict[str, str], **overrides) -> EnsureAutopi
 
 def sensor(project: str, cluster: str, **overrides) -> ClusterRunningSensor:
     args = {"task_id": "wait", "project_id": project, "cluster_name": cluster, "location": REGION}
-    return ClusterRunningSensor(**(args | {"timeout": "60", "poll_interval": "0.1"} | overrides))
+    return ClusterRunningSensor(**(args | {"timeout": 60, "poll_interval": 0.1} | overrides))
 
 
 @pytest.fixture
@@ -110,6 +110,9 @@ def test_enable_apis_in_a_new_project_then_nothing_on_rerun(new_project):
     assert first["project_id"] == new_project
     assert "compute.googleapis.com" in first["enabled"] and "container.googleapis.com" in first["enabled"]
     assert again["enabled"] == [] and len(again["already_enabled"]) == 8
+    # The one result shape: refs grouped by outcome.
+    assert "Service/compute.googleapis.com" in first["created"] and "created" not in again
+    assert len(again["unchanged"]) == 8
 
 
 def test_network_steps_in_a_project_with_apis_disabled_fail_fast_naming_the_api(new_project, names):
@@ -125,8 +128,14 @@ def test_project_network_is_created_once_and_reruns_create_nothing(sandbox, proj
     first = [op.execute(CONTEXT) for op in ensure_network_ops(project, names)]
     again = [op.execute(CONTEXT) for op in ensure_network_ops(project, names)]
 
-    assert [r["created"] for r in first] == [True, True, True]
-    assert [r["created"] for r in again] == [False, False, False]
+    refs = [
+        f"Network/{names['network']}",
+        f"Subnetwork/{REGION}/{names['subnet']}",
+        f"Subnetwork/{REGION}/{names['proxy']}",
+    ]
+    assert [r.get("created") for r in first] == [[ref] for ref in refs]
+    assert [r.get("unchanged") for r in again] == [[ref] for ref in refs]
+    assert not any("created" in r for r in again)
     assert [r["name"] for r in again] == [names["network"], names["subnet"], names["proxy"]]
     assert again[2]["purpose"] == "REGIONAL_MANAGED_PROXY"
     posts = [e for e in sandbox.requests("compute") if e["method"] == "POST" and project in e["path"]]
@@ -149,9 +158,9 @@ def test_existing_network_mode_uses_what_exists_and_adds_only_the_proxy_subnet(p
         description="the team's subnet",
     )
 
-    results = [op.execute(CONTEXT) for op in ensure_network_ops(project, names, use_existing="True")]
+    results = [op.execute(CONTEXT) for op in ensure_network_ops(project, names, use_existing=True)]
 
-    assert [(r["created"], r["owned"]) for r in results] == [(False, False), (False, False), (True, True)]
+    assert [("created" in r, r["owned"]) for r in results] == [(False, False), (False, False), (True, True)]
 
 
 def test_existing_network_mode_refuses_to_create_a_missing_vpc(project, names):
@@ -162,9 +171,13 @@ def test_existing_network_mode_refuses_to_create_a_missing_vpc(project, names):
 
 
 def test_bad_flag_value_fails_fast():
-    op = EnsureNetworkOperator(task_id="n", project_id="p", network_name="n", use_existing="maybe")
-
-    with pytest.raises(AirflowFailException, match="use_existing must be true or false, got 'maybe'"):
+    # A DAG author's string is refused as the DAG is parsed: the plan passes a bool.
+    with pytest.raises(TypeError, match="use_existing must be true or false .*got 'True'"):
+        EnsureNetworkOperator(task_id="n", project_id="p", network_name="n", use_existing="True")
+    # One that arrives at run time (an XComArg) fails the task without retries.
+    op = EnsureNetworkOperator(task_id="n", project_id="p", network_name="n")
+    op.use_existing = "maybe"
+    with pytest.raises(AirflowFailException, match="use_existing must be true or false .*got 'maybe'"):
         op.execute(CONTEXT)
 
 
@@ -176,8 +189,9 @@ def test_cluster_is_created_then_found_and_the_sensor_returns_its_version(
     again = cluster_op(project, network_ready).execute(CONTEXT)
     summary = sensor(project, network_ready["cluster"]).execute(CONTEXT)
 
-    assert created["created"] and created["status"] == "PROVISIONING" and created["owned"]
-    assert not again["created"] and again["status"] == "RUNNING"
+    ref = f"Cluster/{REGION}/{network_ready['cluster']}"
+    assert created["created"] == [ref] and created["status"] == "PROVISIONING" and created["owned"]
+    assert again["unchanged"] == [ref] and "created" not in again and again["status"] == "RUNNING"
     assert summary["current_master_version"] == running.current_master_version
     assert summary["endpoint"] == running.endpoint and summary["status"] == "RUNNING"
 
@@ -186,7 +200,7 @@ def test_sensor_defers_while_provisioning_with_the_timeout(project, network_read
     cluster_op(project, network_ready).execute(CONTEXT)
 
     with pytest.raises(TaskDeferred) as deferred:
-        sensor(project, network_ready["cluster"], timeout="45").execute(CONTEXT)
+        sensor(project, network_ready["cluster"], timeout=45).execute(CONTEXT)
 
     trigger = deferred.value.trigger
     assert isinstance(trigger, ClusterRunningTrigger)
@@ -260,6 +274,8 @@ def test_teardown_deletes_what_the_dag_made_and_reruns_are_no_ops(project, netwo
 
     assert [r["reason"] for r in first] == ["deleted"] * 4 and all(r["deleted"] for r in first)
     assert [r["reason"] for r in again] == ["absent"] * 4
+    assert [r["absent"] for r in again] == [r["deleted"] for r in first]  # the same one ref each
+    assert first[0]["deleted"] == [f"Cluster/{REGION}/{network_ready['cluster']}"]
     assert GKEClusterHook(location=REGION).find_cluster(network_ready["cluster"], project) is None
     assert ComputeNetworkHook().find_network(network_ready["network"], project) is None
 

@@ -39,9 +39,7 @@ def run_plan(conf: dict, run_type: str = "manual") -> dict:
         "dag_run": SimpleNamespace(conf=conf, run_type=run_type),
         "ti": FakeTi(),
     }
-    # What "{{ params.gcp_conn_id }}" renders to in a run.
-    task = PlanRunOperator(task_id="plan_run", gcp_conn_id=context["params"]["gcp_conn_id"])
-    return task.execute(context)
+    return PlanRunOperator(task_id="plan_run").execute(context)
 
 
 def writes_since(sandbox, since: int) -> list[str]:
@@ -178,7 +176,8 @@ def test_a_run_without_any_project_fails_naming_it(sandbox, refused, connections
 
 
 def test_good_input_plans_the_run(connections):
-    assert run_plan({"project_id": "my-project-1"}) == {"project_id": "my-project-1", "mode": "ensure"}
+    plan = run_plan({"project_id": "my-project-1"})
+    assert (plan["project_id"], plan["mode"], plan["requested_mode"]) == ("my-project-1", "ensure", "ensure")
     assert run_plan({"mode": "ensure"}, run_type="scheduled")["mode"] == "rebuild"
 
 
@@ -197,5 +196,15 @@ def test_an_unknown_key_seen_only_in_the_params_is_refused(sandbox, connections)
         "ti": FakeTi(),
     }
     with pytest.raises(AirflowFailException, match="did you mean 'cluster_name'"):
-        PlanRunOperator(task_id="plan_run", gcp_conn_id="google_cloud_default").execute(context)
+        PlanRunOperator(task_id="plan_run").execute(context)
     assert writes_since(sandbox, since) == []
+
+
+def test_the_plan_holds_every_declared_param_typed_and_the_project_resolved(sandbox, connections):
+    """Later tasks take plan["x"] as they are: no task parses a rendered string again."""
+    plan = run_plan({"mode": "ensure", "project_id": None}, run_type="scheduled")
+    assert set(defaults()) | {"requested_mode"} == set(plan)
+    assert plan["project_id"]  # from the GCP connection, since the param is empty
+    assert (plan["mode"], plan["requested_mode"]) == ("rebuild", "ensure")
+    assert type(plan["gateway_port"]) is int and type(plan["pods_timeout"]) is int
+    assert type(plan["use_existing_network"]) is bool

@@ -282,6 +282,7 @@ def test_the_check_after_enable_apis_asks_again_and_refuses(new_project, sandbox
 
 def test_the_gpu_question_is_asked_again_before_the_first_create(dag):
     check = dag.get_task("project_network.check_gpu_zones")
-    assert check.upstream_task_ids == {"project_network.enable_apis"}
+    # plan_run too: its arguments are the plan's values (XComArgs), which make it an upstream.
+    assert check.upstream_task_ids == {"project_network.enable_apis", "plan_run"}
     assert check.downstream_task_ids == {"project_network.ensure_network"}
     assert check.checks == ("gpus",) and check.compute_may_be_disabled is False

@@ -240,7 +240,7 @@ def test_the_sensor_defers_and_reports(sandbox, gcp_connection):
         namespace="default",
         gateway_name=GATEWAY,
         network_name="inference-vpc",
-        wait_timeout="900",
+        wait_timeout=900,
     )
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute({})

@@ -188,10 +188,11 @@ def test_an_operator_with_a_refused_key_fails_without_retry(sandbox, kube_cluste
     operator = ApplyManifestsOperator(
         task_id="apply",
         manifest="model-inference-class.yaml",
+        values=DEFAULTS,
         **{**kube_cluster.kwargs, "gcp_conn_id": FOREIGN_CONN_ID},
     )
     with pytest.raises(AirflowFailException, match=FOREIGN_CONN_ID) as failed:
-        operator.execute({"params": DEFAULTS})
+        operator.execute({})
     assert_no_secret(str(failed.value), foreign_connection)
 
 

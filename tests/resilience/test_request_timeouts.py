@@ -70,9 +70,7 @@ def test_create_hf_secret_gives_up_a_stalled_kubernetes_discovery_and_goes_on(
     sandbox.faults_add(api="kube", method="GET", path=r"^/apis$", delay=STALL, count=1)
 
     started = time.monotonic()
-    HuggingFaceSecretOperator(task_id="create_hf_secret", **cluster.kwargs).execute(
-        {"params": {**DEFAULTS, "namespace": namespace}}
-    )
+    HuggingFaceSecretOperator(task_id="create_hf_secret", namespace=namespace, **cluster.kwargs).execute({})
     waited = time.monotonic() - started
 
     assert waited < STALL, f"the task waited {waited:.1f} s of a {STALL} s stall"

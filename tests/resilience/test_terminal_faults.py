@@ -103,8 +103,9 @@ def complete(task, context: dict) -> Any:
         return getattr(task, method_name)(context, event)
 
 
-def context_for(namespace: str) -> dict:
-    return {"params": {**DEFAULTS, "namespace": namespace}}
+def values_for(namespace: str) -> dict:
+    """What a manifest operator renders with: the plan's params in that namespace."""
+    return {**DEFAULTS, "namespace": namespace}
 
 
 # --- the cases
@@ -180,7 +181,7 @@ def cluster_create_operation_fails(setting: Setting) -> Any:
 def model_pods_without_hf_token(setting: Setting) -> Any:
     cluster, _ = setting.serving
     namespace = new_namespace(cluster)
-    context = context_for(namespace)
+    context = {}
     cluster.hook().apply(
         [
             {
@@ -192,7 +193,10 @@ def model_pods_without_hf_token(setting: Setting) -> Any:
         ]
     )
     ApplyManifestsOperator(
-        task_id="deploy_model", manifest="vllm-llama3-1-8b-instruct.yaml", **cluster.kwargs
+        task_id="deploy_model",
+        manifest="vllm-llama3-1-8b-instruct.yaml",
+        values=values_for(namespace),
+        **cluster.kwargs,
     ).execute(context)
     sensor = PodsReadySensor(
         task_id="wait_for_model_pods",
@@ -210,9 +214,9 @@ def gateway_without_proxy_only_subnet(setting: Setting) -> Any:
 
     cluster = build_cluster(setting.sandbox, proxy_only_subnet=False)
     namespace = new_namespace(cluster)
-    ApplyManifestsOperator(task_id="deploy_gateway", manifest="gateway.yaml", **cluster.kwargs).execute(
-        context_for(namespace)
-    )
+    ApplyManifestsOperator(
+        task_id="deploy_gateway", manifest="gateway.yaml", values=values_for(namespace), **cluster.kwargs
+    ).execute({})
     sensor = GatewayAddressSensor(
         task_id="wait_for_gateway",
         gateway_name=DEFAULTS["gateway_name"],
@@ -221,7 +225,7 @@ def gateway_without_proxy_only_subnet(setting: Setting) -> Any:
         poll_interval=0.2,
         **cluster.kwargs,
     )
-    return complete(sensor, context_for(namespace))
+    return complete(sensor, {})
 
 
 def wrong_model_accepted(setting: Setting) -> Any:
@@ -342,7 +346,10 @@ def test_wrong_model_check_waits_out_the_route_propagation(
         route_propagation_window=30.0,
     )
     apply_body_routing = ApplyManifestsOperator(
-        task_id="apply_body_routing", manifest=["body-based-router", "body-routing.yaml"], **cluster.kwargs
+        task_id="apply_body_routing",
+        manifest=["body-based-router", "body-routing.yaml"],
+        values=values_for(namespace),
+        **cluster.kwargs,
     )
 
     def model_server_refusals() -> list[dict]:
@@ -355,7 +362,7 @@ def test_wrong_model_check_waits_out_the_route_propagation(
         result = pool.submit(check.execute, {})
         # Not a fixed sleep: the routing is applied once the check has seen a request reach vLLM.
         wait_until(model_server_refusals, timeout=EVENT_TIMEOUT)
-        apply_body_routing.execute(context_for(namespace))
+        apply_body_routing.execute({})
         outcome = result.result(timeout=60)
 
     assert outcome["status"] == 404 and outcome["pod"] is None  # the gateway's 404, not vLLM's

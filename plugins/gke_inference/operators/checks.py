@@ -18,8 +18,8 @@ import httpx
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from gke_inference.arguments import arrives_later
 from gke_inference.cluster_target import ClusterTarget
-from gke_inference.coerce import optional_param
 from gke_inference.errors import is_transient_status
 
 REPLY_PREVIEW_CHARS = 300
@@ -72,14 +72,17 @@ class GatewayReply:
         return text if len(text) <= REPLY_PREVIEW_CHARS else text[:REPLY_PREVIEW_CHARS] + "..."
 
 
-def chat_completion_url(address: str, port: int | str) -> str:
+def chat_completion_url(address: str | None, port: int) -> str:
     address = (address or "").strip()
-    if not address or address in {"None", "null"}:
+    if not address:
         raise AirflowFailException(
             "No gateway address to check; did the Gateway address wait succeed? (tutorial 4.1)"
         )
+    try:
+        _check_int(port, "port")
+    except TypeError as err:
+        raise AirflowFailException(str(err)) from None
     host = f"[{address}]" if ":" in address else address
-    port = int(port)
     return f"http://{host}/v1/chat/completions" if port == 80 else f"http://{host}:{port}/v1/chat/completions"
 
 
@@ -88,7 +91,7 @@ def post_chat_completion(url: str, model: str, prompt: str, max_tokens: int, tim
     payload = {
         "model": model,
         "messages": [{"role": "user", "content": prompt}],
-        "max_tokens": int(max_tokens),
+        "max_tokens": max_tokens,
     }
     try:
         # trust_env=False: the gateway is reached directly, never through a proxy from the environment.
@@ -120,6 +123,16 @@ def raise_for_unexpected(reply: GatewayReply, url: str, model: str, step: str) -
         raise AirflowFailException(f"{where} but the reply has no choices[0].message.content ({step})")
 
 
+# What the DAG's prompt and max_tokens params default to: a check built without them asks the same.
+DEFAULT_PROMPT = "GKE Inference Gatewayについて一言で"
+DEFAULT_MAX_TOKENS = 100
+
+
+def _check_int(value: object, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+
+
 class _GatewayCheck(BaseOperator):
     """Shared by the checks. With ``cluster_name`` and ``location``, an answer that would be retried
     first looks at what the check depends on (the cluster, the Gateway, the InferencePool) and fails
@@ -146,9 +159,9 @@ class _GatewayCheck(BaseOperator):
         *,
         gateway_address: str,
         model: str,
-        prompt: str = "{{ params.prompt }}",
-        port: int | str = 80,
-        max_tokens: int | str = "{{ params.max_tokens }}",
+        prompt: str = DEFAULT_PROMPT,
+        port: int = 80,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
         request_timeout: float = 120.0,
         cluster_name: str | None = None,
         location: str | None = None,
@@ -161,6 +174,9 @@ class _GatewayCheck(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        for value, name in ((port, "port"), (max_tokens, "max_tokens")):
+            if not arrives_later(value):
+                _check_int(value, name)
         self.gateway_address = gateway_address
         self.port = port
         self.model = model
@@ -194,7 +210,7 @@ class _GatewayCheck(BaseOperator):
         target = ClusterTarget(
             self.cluster_name,
             self.location,
-            optional_param(self.project_id),
+            self.project_id,
             self.gcp_conn_id,
             self.impersonation_chain,
         )
@@ -205,9 +221,7 @@ class _GatewayCheck(BaseOperator):
     def _ask(self) -> tuple[str, GatewayReply]:
         url = chat_completion_url(self.gateway_address, self.port)
         self.log.info("POST %s model=%s max_tokens=%s", url, self.model, self.max_tokens)
-        return url, post_chat_completion(
-            url, self.model, self.prompt, int(self.max_tokens), self.request_timeout
-        )
+        return url, post_chat_completion(url, self.model, self.prompt, self.max_tokens, self.request_timeout)
 
     def _success(self, reply: GatewayReply) -> dict[str, Any]:
         self.log.info(

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from gke_inference.links import ClusterConsoleLink
 from gke_inference.operators._gcp_base import GcpOperator
 from gke_inference.ownership import GCP_LABELS
+from gke_inference.results import created_or_found, gcp_ref
 
 if TYPE_CHECKING:
     from gke_inference.hooks.gke import AutopilotClusterSpec
@@ -85,4 +86,5 @@ class EnsureAutopilotClusterOperator(GcpOperator):
             "creation started" if result["created"] else "already exists",
             result["status"],
         )
-        return result
+        created, ref = result.pop("created"), gcp_ref("Cluster", self.location, result["name"])
+        return created_or_found(created, ref, **result)

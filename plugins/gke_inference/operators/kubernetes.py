@@ -1,7 +1,7 @@
 """Operators that put the tutorial's Kubernetes objects on the cluster (tutorial 2.2, 3.x, 5.1).
 
 Every write is a server-side apply under one field manager, so a rerun changes nothing that is
-already right. Manifests come from include/manifests/ rendered with the DAG params.
+already right. Manifests come from include/manifests/ rendered with ``values`` (the run's plan).
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from airflow.sdk import BaseBranchOperator, BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
 from gke_inference import manifests
+from gke_inference.arguments import arrives_later
 from gke_inference.cluster_target import ClusterTaskMixin
-from gke_inference.coerce import optional_param
 from gke_inference.errors import failing_fast, is_service_disabled
 from gke_inference.gke_version import MANAGED_INFERENCE_POOL_SINCE, serves_inference_pool_crd
 from gke_inference.manifests import object_ref
 from gke_inference.ownership import K8S_LABELS
+from gke_inference.results import one
 
 if TYPE_CHECKING:
     from gke_inference.hooks.kubernetes import KubernetesApplyHook
@@ -61,32 +62,30 @@ TUTORIAL_STEPS: Mapping[str, str] = {
 GATEWAY_API_KINDS = ("HTTPRoute", "Gateway")
 
 
-def namespace_for(namespace: str | None, context: Context) -> str:
-    """An explicit namespace, else the run's params.namespace, else "default"."""
-    return optional_param(namespace) or optional_param(context["params"].get("namespace")) or "default"
-
-
-def params_of(context: Context) -> dict[str, Any]:
-    """The run's params as a plain dict (ParamsDict resolves values on item access)."""
-    params = context["params"]
-    return {key: params[key] for key in params}
+def _values_of(values: Any) -> dict[str, Any]:
+    """The values the manifests are rendered with (templates see them as ``params``)."""
+    if not isinstance(values, Mapping):
+        raise AirflowFailException(f"values must be a mapping (the run's plan), got {type(values).__name__}")
+    return dict(values)
 
 
 class ApplyManifestsOperator(ClusterTaskMixin, BaseOperator):
-    """Render manifest templates with the DAG params and server-side apply them in order.
+    """Render manifest templates with ``values`` and server-side apply them in order.
 
     :param manifest: a template file or directory under include/manifests/, or a list of them.
+    :param values: what the templates see as ``params``: the run's plan (``plan_run.output``).
     :param step: the tutorial step, named in failure messages.
     XCom: ``{"created": [...], "updated": [...], "unchanged": [...]}`` of ``Kind/namespace/name``.
     """
 
-    template_fields: Sequence[str] = ClusterTaskMixin.cluster_template_fields
+    template_fields: Sequence[str] = (*ClusterTaskMixin.cluster_template_fields, "values")
     ui_color = "#e8f0fe"
 
     def __init__(
         self,
         *,
         manifest: str | Sequence[str],
+        values: Mapping[str, Any],
         cluster_name: str,
         location: str,
         project_id: str | None = None,
@@ -100,13 +99,15 @@ class ApplyManifestsOperator(ClusterTaskMixin, BaseOperator):
         self.manifests = [manifest] if isinstance(manifest, str) else list(manifest)
         if not self.manifests:
             raise ValueError("ApplyManifestsOperator needs at least one manifest")
+        _check_values(values)
+        self.values = values
         steps = (TUTORIAL_STEPS.get(path.split("/")[0], f"apply {path}") for path in self.manifests)
         self.step = step or ", ".join(dict.fromkeys(steps))
 
     def render(self, context: Context) -> list[dict]:
-        params = params_of(context)
+        values = _values_of(self.values)
         try:
-            return [obj for path in self.manifests for obj in manifests.render(path, params)]
+            return [obj for path in self.manifests for obj in manifests.render(path, values)]
         except manifests.ManifestError as exc:
             raise AirflowFailException(f"{exc} ({self.step})") from None
 
@@ -229,20 +230,21 @@ class InstallCrdsOperator(ApplyManifestsOperator):
 class ChooseCrdSetOperator(ClusterTaskMixin, BaseBranchOperator):
     """Pick the CRD branch (tutorial 2.2) from the cluster's GKE version.
 
-    :param cluster_version: the cluster's currentMasterVersion (e.g. from the cluster sensor's XCom);
-        when empty, it is read from the Container API (then cluster_name and location are needed).
+    :param cluster: the cluster sensor's result (``wait_cluster_running.output``), a mapping with
+        ``current_master_version``; when None, the version is read from the Container API (then
+        cluster_name and location are needed).
     :param objective_only_task_id: the task that installs only the InferenceObjective CRD.
     :param full_set_task_id: the task that installs the full v1.0.0 set.
     """
 
-    template_fields: Sequence[str] = (*ClusterTaskMixin.cluster_template_fields, "cluster_version")
+    template_fields: Sequence[str] = (*ClusterTaskMixin.cluster_template_fields, "cluster")
 
     def __init__(
         self,
         *,
         objective_only_task_id: str,
         full_set_task_id: str,
-        cluster_version: str | None = None,
+        cluster: Mapping[str, Any] | None = None,
         cluster_name: str | None = None,
         location: str | None = None,
         project_id: str | None = None,
@@ -252,7 +254,9 @@ class ChooseCrdSetOperator(ClusterTaskMixin, BaseBranchOperator):
     ) -> None:
         super().__init__(**kwargs)
         self._init_cluster(cluster_name, location, project_id, gcp_conn_id, impersonation_chain)
-        self.cluster_version = cluster_version
+        if cluster is not None and not isinstance(cluster, Mapping) and not arrives_later(cluster):
+            raise TypeError(f"cluster must be the cluster sensor's result (a mapping), got {cluster!r}")
+        self.cluster = cluster
         self.objective_only_task_id = objective_only_task_id
         self.full_set_task_id = full_set_task_id
 
@@ -265,7 +269,7 @@ class ChooseCrdSetOperator(ClusterTaskMixin, BaseBranchOperator):
         return target.gke_hook().get_cluster(target.cluster_name, target.project_id).current_master_version
 
     def choose_branch(self, context: Context) -> str:
-        version = optional_param(self.cluster_version) or self._read_cluster_version()
+        version = (self.cluster or {}).get("current_master_version") or self._read_cluster_version()
         try:
             managed = serves_inference_pool_crd(version)
         except ValueError as exc:
@@ -286,7 +290,7 @@ class HuggingFaceSecretOperator(ClusterTaskMixin, BaseOperator):
 
     The token is read at run time from the connection's password; it never appears in a template
     field, a log line, XCom or an error message.
-    XCom: ``{"secret": "hf-token", "key": "token", "action": "created"|"updated"|"unchanged"}``.
+    XCom: ``{"created"|"updated"|"unchanged": ["Secret/<namespace>/hf-token"], "key": "token"}``.
     """
 
     template_fields: Sequence[str] = (
@@ -300,7 +304,7 @@ class HuggingFaceSecretOperator(ClusterTaskMixin, BaseOperator):
         *,
         cluster_name: str,
         location: str,
-        namespace: str | None = None,
+        namespace: str,
         hf_conn_id: str = "huggingface_default",
         project_id: str | None = None,
         gcp_conn_id: str = "google_cloud_default",
@@ -334,14 +338,10 @@ class HuggingFaceSecretOperator(ClusterTaskMixin, BaseOperator):
         }
 
     def execute(self, context: Context) -> dict[str, str]:
-        secret = self.secret_object(self._read_token(), namespace_for(self.namespace, context))
+        secret = self.secret_object(self._read_token(), self.namespace)
         with failing_fast("Writing the hf-token Secret (tutorial 3.2)"):
             result = self.kube_hook.apply_one(secret, sensitive=True)
-        return {
-            "secret": object_ref(secret),
-            "key": manifests.NAMES["hf_secret_key"],
-            "action": result.action,
-        }
+        return one(result.action, object_ref(secret), key=manifests.NAMES["hf_secret_key"])
 
 
 class DeleteManifestsOperator(ClusterTaskMixin, BaseOperator):
@@ -350,19 +350,22 @@ class DeleteManifestsOperator(ClusterTaskMixin, BaseOperator):
 
     :param manifest: template files or directories under include/manifests/, in apply order
         (default: every workload manifest; the CRDs stay).
+    :param values: what the templates see as ``params``: the run's plan (``plan_run.output``).
+    :param namespace: where the ``hf-token`` Secret is.
     :param delete_hf_secret: also delete the ``hf-token`` Secret.
-    XCom: ``{"deleted": [...], "absent": [...], "not-owned": [...]}``.
+    XCom: ``{"deleted": [...], "absent": [...], "not_owned": [...]}`` (gke_inference.results).
     """
 
-    template_fields: Sequence[str] = (*ClusterTaskMixin.cluster_template_fields, "namespace")
+    template_fields: Sequence[str] = (*ClusterTaskMixin.cluster_template_fields, "namespace", "values")
 
     def __init__(
         self,
         *,
         cluster_name: str,
         location: str,
+        namespace: str,
+        values: Mapping[str, Any],
         manifest: str | Sequence[str] = WORKLOAD_MANIFESTS,
-        namespace: str | None = None,
         delete_hf_secret: bool = True,
         project_id: str | None = None,
         gcp_conn_id: str = "google_cloud_default",
@@ -373,13 +376,15 @@ class DeleteManifestsOperator(ClusterTaskMixin, BaseOperator):
         self._init_cluster(cluster_name, location, project_id, gcp_conn_id, impersonation_chain)
         self.manifests = [manifest] if isinstance(manifest, str) else list(manifest)
         self.namespace = namespace
+        _check_values(values)
+        self.values = values
         self.delete_hf_secret = delete_hf_secret
 
     def objects_to_delete(self, context: Context) -> list[dict]:
-        params = params_of(context)
-        objects = [obj for path in self.manifests for obj in manifests.render(path, params)]
+        values = _values_of(self.values)
+        objects = [obj for path in self.manifests for obj in manifests.render(path, values)]
         if self.delete_hf_secret:
-            objects.insert(0, _secret_ref(namespace_for(self.namespace, context)))
+            objects.insert(0, _secret_ref(self.namespace))
         unique = {object_ref(obj): obj for obj in objects}  # e.g. llm-route is in two manifests
         # Routes and Gateways first: GKE then starts removing the load balancer while the rest goes.
         return sorted(reversed(unique.values()), key=lambda obj: obj["kind"] not in GATEWAY_API_KINDS)
@@ -409,6 +414,11 @@ class DeleteManifestsOperator(ClusterTaskMixin, BaseOperator):
         hook = self.kube_hook
         cluster = hook.gke_hook.find_cluster(self.cluster_name, hook.target.project_id)
         return not_serving(cluster, self.cluster_name)
+
+
+def _check_values(values: Any) -> None:
+    if not isinstance(values, Mapping) and not arrives_later(values):
+        raise TypeError(f"values must be a mapping (the run's plan), got {type(values).__name__}")
 
 
 def _summarize(results) -> dict[str, list[str]]:

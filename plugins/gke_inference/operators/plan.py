@@ -13,20 +13,21 @@ from gke_inference.validation import InvalidParams, effective_mode, validate_par
 
 
 class PlanRunOperator(BaseOperator):
-    """Validate the params as a whole, resolve the project and the effective mode.
+    """Validate the params as a whole and resolve what the run will do: its plan.
 
-    Pushes `project_id` and `mode` as XComs; every later task reads them from here.
+    The plan is every declared param, typed as the schema says, with ``project_id`` resolved (the
+    param, else the GCP connection's project) and ``mode`` the effective mode (a scheduled run
+    rebuilds; ``requested_mode`` keeps what was asked). It is the only task that reads the run's
+    params: later tasks get plan values as arguments, ``plan_run.output["region"]`` (each key is
+    pushed as its own XCom), never a "{{ params.x }}" string to parse again.
     """
 
     ui_color = "#e8f0fe"
 
-    def __init__(self, *, gcp_conn_id: str = "{{ params.gcp_conn_id }}", **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.gcp_conn_id = gcp_conn_id
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(multiple_outputs=True, **kwargs)
 
-    template_fields: Sequence[str] = ("gcp_conn_id",)
-
-    def execute(self, context) -> dict[str, str]:
+    def execute(self, context) -> dict[str, Any]:
         params = context["params"]
         try:
             # Unknown conf keys land in the run's params too (process_params), so both are read.
@@ -36,15 +37,14 @@ class PlanRunOperator(BaseOperator):
         except InvalidParams as err:
             raise AirflowFailException(str(err)) from None
         mode = effective_mode(params["mode"], context["dag_run"].run_type)
-        self._connection(self.gcp_conn_id, "GCP")
+        gcp_conn_id = params["gcp_conn_id"]
+        self._connection(gcp_conn_id, "GCP")
         if mode != "teardown":
             self._require_hf_token(params["hf_conn_id"])
-        project_id = params["project_id"] or self._connection_project()
+        project_id = params["project_id"] or self._connection_project(gcp_conn_id)
         self.log.info("Project %s, mode %s (requested %s)", project_id, mode, params["mode"])
-        ti = context["ti"]
-        ti.xcom_push(key="project_id", value=project_id)
-        ti.xcom_push(key="mode", value=mode)
-        return {"project_id": project_id, "mode": mode}
+        declared = {name: params[name] for name in _param_names()}
+        return {**declared, "project_id": project_id, "mode": mode, "requested_mode": params["mode"]}
 
     def _connection(self, conn_id: str, what: str):
         """A missing connection is final: no retry creates it."""
@@ -67,21 +67,21 @@ class PlanRunOperator(BaseOperator):
                 "to a Hugging Face token that may read the model (tutorial 3.2)."
             )
 
-    def _connection_project(self) -> str:
+    def _connection_project(self, gcp_conn_id: str) -> str:
         from airflow.providers.google.common.hooks.base_google import GoogleBaseHook
         from google.auth.exceptions import DefaultCredentialsError
 
         try:
-            project_id = GoogleBaseHook(gcp_conn_id=self.gcp_conn_id).project_id
+            project_id = GoogleBaseHook(gcp_conn_id=gcp_conn_id).project_id
         except DefaultCredentialsError as err:
             # No key in the connection and none on the machine: no retry finds one.
             raise AirflowFailException(
-                f"No project: the param project_id is empty and connection {self.gcp_conn_id!r} has no "
+                f"No project: the param project_id is empty and connection {gcp_conn_id!r} has no "
                 f"credentials to take one from ({err})"
             ) from None
         if not project_id:
             raise AirflowFailException(
-                f"No project: the param project_id is empty and connection {self.gcp_conn_id!r} names no project."
+                f"No project: the param project_id is empty and connection {gcp_conn_id!r} names no project."
             )
         return project_id
 
@@ -100,16 +100,21 @@ def _param_names() -> set[str]:
 
 
 class ChooseModeOperator(BaseBranchOperator):
-    """ensure builds straight away; rebuild and teardown go through the teardown group first."""
+    """ensure builds straight away; rebuild and teardown go through the teardown group first.
 
-    def __init__(self, *, build_task_id: str, teardown_task_id: str, **kwargs: Any) -> None:
+    :param mode: the plan's effective mode (``plan_run.output["mode"]``).
+    """
+
+    template_fields: Sequence[str] = ("mode",)
+
+    def __init__(self, *, mode: str, build_task_id: str, teardown_task_id: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.mode = mode
         self.build_task_id = build_task_id
         self.teardown_task_id = teardown_task_id
 
     def choose_branch(self, context) -> str:
-        mode = context["ti"].xcom_pull(task_ids="plan_run", key="mode")
-        return self.build_task_id if mode == "ensure" else self.teardown_task_id
+        return self.build_task_id if self.mode == "ensure" else self.teardown_task_id
 
 
 def is_rebuild(mode: str) -> bool:

@@ -14,6 +14,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from gke_inference.arguments import arrives_later
 from gke_inference.errors import is_service_disabled
 from gke_inference.hooks._errors import InvalidInputError
 from gke_inference.operators._gcp_base import GcpOperator
@@ -42,7 +43,7 @@ class PreflightOperator(GcpOperator):
         mode: str,
         region: str,
         gpu_type: str,
-        gpu_count: int | str,
+        gpu_count: int,
         model_name: str,
         hf_conn_id: str = "huggingface_default",
         checks: Sequence[str] = ("gpus", "hugging_face"),
@@ -55,6 +56,8 @@ class PreflightOperator(GcpOperator):
         self.mode = mode
         self.region = region
         self.gpu_type = gpu_type
+        if not arrives_later(gpu_count) and (isinstance(gpu_count, bool) or not isinstance(gpu_count, int)):
+            raise TypeError(f"gpu_count must be an int, got {gpu_count!r}")
         self.gpu_count = gpu_count
         self.model_name = model_name
         self.hf_conn_id = hf_conn_id
@@ -74,7 +77,7 @@ class PreflightOperator(GcpOperator):
     def check_gpus(self) -> list[str] | None:
         from gke_inference.hooks.accelerators import AcceleratorTypesHook
 
-        count = int(self.gpu_count)
+        count = self.gpu_count
         with self.failing_fast_on_terminal_errors():
             hook = AcceleratorTypesHook(**self.hook_kwargs())
             try:

@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from gke_inference.coerce import as_bool, as_seconds
+from gke_inference import results
+from gke_inference.arguments import check_when_built, flag, seconds
 from gke_inference.hooks._errors import InvalidInputError
 from gke_inference.links import ApisConsoleLink, NetworkConsoleLink, SubnetworkConsoleLink
 from gke_inference.operators._gcp_base import GcpOperator
 from gke_inference.ownership import NETWORK_DESCRIPTION
+from gke_inference.results import created_or_found, gcp_ref
 
 if TYPE_CHECKING:
     from gke_inference.hooks.compute_network import SubnetworkSpec
@@ -53,14 +55,19 @@ class EnableApisOperator(GcpOperator):
         with self.failing_fast_on_terminal_errors():
             from gke_inference.hooks.service_usage import ServiceUsageHook
 
-            timeout = as_seconds(self.operation_timeout, "operation_timeout")
+            timeout = seconds(self.operation_timeout, "operation_timeout")
             hook = ServiceUsageHook(**self.hook_kwargs())
             project = hook.resolve_project_id(self.project_id)
             result = hook.enable_services(self.services, project, timeout=timeout)
         self.log.info(
             "Enabled: %s; already enabled: %s", result["enabled"] or "none", result["already_enabled"]
         )
-        return {"project_id": project, **result}
+        return results.result(
+            created=[gcp_ref("Service", name) for name in result["enabled"]],
+            unchanged=[gcp_ref("Service", name) for name in result["already_enabled"]],
+            project_id=project,
+            **result,
+        )
 
 
 class EnsureNetworkOperator(GcpOperator):
@@ -75,23 +82,25 @@ class EnsureNetworkOperator(GcpOperator):
     operator_extra_links = (NetworkConsoleLink(),)
     template_fields: Sequence[str] = (*GcpOperator.template_fields, "network_name", "use_existing")
 
-    def __init__(self, *, network_name: str, use_existing: bool | str = False, **kwargs: Any) -> None:
+    def __init__(self, *, network_name: str, use_existing: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.network_name = network_name
+        check_when_built(flag, use_existing, "use_existing")
         self.use_existing = use_existing
 
     def execute(self, context: Any) -> dict:
         with self.failing_fast_on_terminal_errors():
             from gke_inference.hooks.compute_network import ComputeNetworkHook
 
-            use_existing = as_bool(self.use_existing, "use_existing")
+            use_existing = flag(self.use_existing, "use_existing")
             hook = ComputeNetworkHook(**self.hook_kwargs())
             project = hook.resolve_project_id(self.project_id)
             result = hook.ensure_network(
                 self.network_name, project, description=NETWORK_DESCRIPTION, use_existing=use_existing
             )
         self.log.info("Network %s %s", result["name"], "created" if result["created"] else "already exists")
-        return {"project_id": project, **result}
+        created = result.pop("created")
+        return created_or_found(created, gcp_ref("Network", result["name"]), project_id=project, **result)
 
 
 class EnsureSubnetworkOperator(GcpOperator):
@@ -100,8 +109,8 @@ class EnsureSubnetworkOperator(GcpOperator):
     For the proxy-only subnet pass ``purpose="REGIONAL_MANAGED_PROXY", role="ACTIVE"``; any ACTIVE
     proxy-only subnet already in the region satisfies it. With ``use_existing`` a node subnet
     must already exist (it is never created); a missing proxy-only subnet is still created, as the
-    tutorial asks. ``secondary_ranges`` maps range name -> CIDR (both may be templates) or is a list
-    of ``{"range_name", "ip_cidr_range"}``.
+    tutorial asks. ``secondary_ranges`` is a list of ``(range name, CIDR)`` pairs (either may be an
+    XComArg), or a mapping of range name -> CIDR.
     XCom: ``{"project_id", "name", "region", "self_link", "created", "owned", "ip_cidr_range", "purpose"}``.
     """
 
@@ -125,10 +134,10 @@ class EnsureSubnetworkOperator(GcpOperator):
         network_name: str,
         region: str,
         ip_cidr_range: str,
-        secondary_ranges: Sequence[Mapping[str, str]] | Mapping[str, str] | None = None,
+        secondary_ranges: Sequence[tuple[str, str]] | Mapping[str, str] | None = None,
         purpose: str | None = None,
         role: str | None = None,
-        use_existing: bool | str = False,
+        use_existing: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -137,9 +146,10 @@ class EnsureSubnetworkOperator(GcpOperator):
         self.region = region
         self.ip_cidr_range = ip_cidr_range
         # A list of pairs, because Airflow renders the values of a templated dict but not its keys.
-        self.secondary_ranges = _as_range_list(secondary_ranges)
+        self.secondary_ranges = _as_pairs(secondary_ranges)
         self.purpose = purpose
         self.role = role
+        check_when_built(flag, use_existing, "use_existing")
         self.use_existing = use_existing
 
     def spec(self) -> SubnetworkSpec:
@@ -161,7 +171,7 @@ class EnsureSubnetworkOperator(GcpOperator):
             from gke_inference.hooks.compute_network import ComputeNetworkHook
 
             spec = self.spec()
-            use_existing = as_bool(self.use_existing, "use_existing") and not spec.is_proxy_only
+            use_existing = flag(self.use_existing, "use_existing") and not spec.is_proxy_only
             hook = ComputeNetworkHook(**self.hook_kwargs())
             project = hook.resolve_project_id(self.project_id)
             result = hook.ensure_subnetwork(
@@ -170,21 +180,21 @@ class EnsureSubnetworkOperator(GcpOperator):
         self.log.info(
             "Subnetwork %s %s", result["name"], "created" if result["created"] else "already exists"
         )
-        return {"project_id": project, **result}
+        created, ref = result.pop("created"), gcp_ref("Subnetwork", self.region, result["name"])
+        return created_or_found(created, ref, project_id=project, **result)
 
 
-def _as_range_list(ranges: Sequence[Mapping[str, str]] | Mapping[str, str] | None) -> list[dict[str, str]]:
-    if not ranges:
-        return []
+def _as_pairs(ranges: Sequence[tuple[str, str]] | Mapping[str, str] | None) -> list[tuple[Any, Any]]:
     if isinstance(ranges, Mapping):
-        return [{"range_name": name, "ip_cidr_range": cidr} for name, cidr in ranges.items()]
-    return [dict(entry) if isinstance(entry, Mapping) else entry for entry in ranges]
+        return list(ranges.items())
+    pairs = [tuple(pair) for pair in ranges or ()]
+    if any(len(pair) != 2 for pair in pairs):
+        raise ValueError(f"secondary_ranges must be (range name, CIDR) pairs, got {ranges!r}")
+    return pairs
 
 
-def _secondary_ranges(ranges: Sequence[Mapping[str, str]]) -> dict[str, str]:
-    result = {}
-    for entry in ranges:
-        if not isinstance(entry, Mapping) or not entry.get("range_name") or not entry.get("ip_cidr_range"):
-            raise InvalidInputError(f"Each secondary range needs range_name and ip_cidr_range, got {entry!r}")
-        result[str(entry["range_name"])] = str(entry["ip_cidr_range"])
-    return result
+def _secondary_ranges(pairs: Sequence[tuple[Any, Any]]) -> dict[str, str]:
+    for name, cidr in pairs:
+        if not isinstance(name, str) or not isinstance(cidr, str) or not name or not cidr:
+            raise InvalidInputError(f"Each secondary range needs a name and a CIDR, got {(name, cidr)!r}")
+    return dict(pairs)

@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from gke_inference.coerce import as_seconds
+from gke_inference import results
+from gke_inference.arguments import seconds
 from gke_inference.errors import is_service_disabled
 from gke_inference.operators._gcp_base import GcpOperator
 from gke_inference.ownership import is_owned_gcp_labels, is_owned_network_description
+from gke_inference.results import gcp_ref
 
 if TYPE_CHECKING:
     import logging
@@ -28,14 +30,16 @@ if TYPE_CHECKING:
 DELETED, ABSENT, NOT_OWNED = "deleted", "absent", "not owned"
 
 
-def _outcome(name: str, reason: str) -> dict:
-    return {"name": name, "deleted": reason == DELETED, "reason": reason}
+def _outcome(ref: str, name: str, reason: str) -> dict:
+    """The one result shape (gke_inference.results), the reason kept as a detail."""
+    outcome = {DELETED: results.DELETED, ABSENT: results.ABSENT, NOT_OWNED: results.NOT_OWNED}[reason]
+    return results.one(outcome, ref, name=name, reason=reason)
 
 
 class DeleteClusterOperator(GcpOperator):
     """Delete the cluster if it carries the DAG's label, and wait until it is gone.
 
-    XCom: ``{"name", "deleted": bool, "reason": "deleted" | "absent" | "not owned"}``.
+    XCom: ``{"deleted"|"absent"|"not_owned": [ref], "name", "reason"}`` (gke_inference.results).
     """
 
     tutorial_step = "2.1"
@@ -48,7 +52,7 @@ class DeleteClusterOperator(GcpOperator):
     )
 
     def __init__(
-        self, *, cluster_name: str, location: str, delete_timeout: float | str = 1800, **kwargs: Any
+        self, *, cluster_name: str, location: str, delete_timeout: float = 1800, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
         self.cluster_name = cluster_name
@@ -57,7 +61,7 @@ class DeleteClusterOperator(GcpOperator):
 
     def execute(self, context: Any) -> dict:
         with self.failing_fast_on_terminal_errors():
-            timeout = as_seconds(self.delete_timeout, "delete_timeout")
+            timeout = seconds(self.delete_timeout, "delete_timeout")
             from gke_inference.hooks.gke import GKEClusterHook
 
             hook = GKEClusterHook(location=self.location, **self.hook_kwargs())
@@ -70,7 +74,7 @@ class DeleteClusterOperator(GcpOperator):
                 self.log.info("The Kubernetes Engine API is disabled: no cluster can exist")
                 reason = ABSENT
         self.log.info("Cluster %s: %s", self.cluster_name, reason)
-        return _outcome(self.cluster_name, reason)
+        return _outcome(gcp_ref("Cluster", self.location, self.cluster_name), self.cluster_name, reason)
 
     def _delete(self, hook: GKEClusterHook, project: str, timeout: float) -> str:
         cluster = hook.find_cluster(self.cluster_name, project)
@@ -93,7 +97,7 @@ class DeleteClusterOperator(GcpOperator):
 class DeleteSubnetworkOperator(GcpOperator):
     """Delete a subnetwork (node or proxy-only) if the DAG created it, and wait.
 
-    XCom: ``{"name", "deleted": bool, "reason": "deleted" | "absent" | "not owned"}``.
+    XCom: ``{"deleted"|"absent"|"not_owned": [ref], "name", "reason"}`` (gke_inference.results).
     """
 
     tutorial_step = "1.3"
@@ -113,7 +117,8 @@ class DeleteSubnetworkOperator(GcpOperator):
             project = hook.resolve_project_id(self.project_id)
             reason = _absent_if_compute_disabled(self._delete, hook, project, self.log)
         self.log.info("Subnetwork %s: %s", self.subnetwork_name, reason)
-        return _outcome(self.subnetwork_name, reason)
+        ref = gcp_ref("Subnetwork", self.region, self.subnetwork_name)
+        return _outcome(ref, self.subnetwork_name, reason)
 
     def _delete(self, hook, project: str) -> str:
         subnetwork = hook.find_subnetwork(self.subnetwork_name, self.region, project)
@@ -127,7 +132,7 @@ class DeleteSubnetworkOperator(GcpOperator):
 class DeleteNetworkOperator(GcpOperator):
     """Delete the VPC if the DAG created it (its subnetworks must be gone first), and wait.
 
-    XCom: ``{"name", "deleted": bool, "reason": "deleted" | "absent" | "not owned"}``.
+    XCom: ``{"deleted"|"absent"|"not_owned": [ref], "name", "reason"}`` (gke_inference.results).
     """
 
     tutorial_step = "1.3"
@@ -146,7 +151,7 @@ class DeleteNetworkOperator(GcpOperator):
             project = hook.resolve_project_id(self.project_id)
             reason = _absent_if_compute_disabled(self._delete, hook, project, self.log)
         self.log.info("Network %s: %s", self.network_name, reason)
-        return _outcome(self.network_name, reason)
+        return _outcome(gcp_ref("Network", self.network_name), self.network_name, reason)
 
     def _delete(self, hook, project: str) -> str:
         network = hook.find_network(self.network_name, project)

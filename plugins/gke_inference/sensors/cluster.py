@@ -13,8 +13,8 @@ from typing import Any
 
 from airflow.sdk import BaseSensorOperator
 
+from gke_inference.arguments import check_when_built, seconds
 from gke_inference.cluster_target import ClusterTaskMixin
-from gke_inference.coerce import as_seconds
 from gke_inference.errors import failing_fast, failure
 from gke_inference.links import ClusterConsoleLink
 
@@ -42,14 +42,16 @@ class ClusterRunningSensor(ClusterTaskMixin, BaseSensorOperator):
         project_id: str | None = None,
         gcp_conn_id: str = "google_cloud_default",
         impersonation_chain: str | Sequence[str] | None = None,
-        timeout: float | str = 1800,
-        poll_interval: float | str = 15,
+        timeout: float = 1800,
+        poll_interval: float = 15,
         tutorial_step: str = "2.1",
         **kwargs: Any,
     ) -> None:
-        # `timeout` is a template here (e.g. "{{ params.cluster_timeout }}"), so it is kept apart from
+        # `timeout` may arrive at run time (plan["cluster_timeout"]), so it is kept apart from
         # BaseSensorOperator.timeout, which must be a number when the DAG is parsed.
         super().__init__(**kwargs)
+        check_when_built(seconds, timeout, "timeout")
+        check_when_built(seconds, poll_interval, "poll_interval")
         self._init_cluster(cluster_name, location, project_id, gcp_conn_id, impersonation_chain)
         self.wait_timeout = timeout
         self.poll_interval = poll_interval
@@ -63,8 +65,8 @@ class ClusterRunningSensor(ClusterTaskMixin, BaseSensorOperator):
         from gke_inference.triggers.cluster import ClusterRunningTrigger, assess_cluster
 
         with failing_fast(self.what):
-            timeout = as_seconds(self.wait_timeout, "timeout")
-            poll_interval = as_seconds(self.poll_interval, "poll_interval")
+            timeout = seconds(self.wait_timeout, "timeout")
+            poll_interval = seconds(self.poll_interval, "poll_interval")
             hook = self.cluster_target.gke_hook()
             target = replace(self.cluster_target, project_id=hook.resolve_project_id(self.project_id))
             verdict = assess_cluster(hook, target.cluster_name, target.location, target.project_id)
@@ -78,7 +80,10 @@ class ClusterRunningSensor(ClusterTaskMixin, BaseSensorOperator):
         started = time.time()
         self.defer(
             trigger=ClusterRunningTrigger(
-                **target.to_dict(), started_at=started, deadline=started + timeout, poll_interval=poll_interval
+                **target.to_dict(),
+                started_at=started,
+                deadline=started + timeout,
+                poll_interval=poll_interval,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=timeout),

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
+from gke_inference.arguments import check_when_built, seconds
 from gke_inference.cluster_target import ClusterTaskMixin
 from gke_inference.links import GatewayConsoleLink
 
@@ -32,8 +33,8 @@ DEFER_TIMEOUT_MARGIN = 60.0
 class _ClusterWaitSensor(ClusterTaskMixin, BaseSensorOperator):
     """Shared wiring: cluster arguments, a templated wait timeout, and trigger event handling.
 
-    :param wait_timeout: seconds to wait (templated, e.g. "{{ params.pods_timeout }}"); ``timeout=``
-        is accepted as an alias, since BaseSensorOperator's own ``timeout`` cannot be templated.
+    :param wait_timeout: seconds to wait (a number, or an XComArg such as ``plan["pods_timeout"]``);
+        ``timeout=`` is accepted as an alias, since BaseSensorOperator's own ``timeout`` cannot be one.
     :param poll_interval: seconds between looks at the cluster.
     :param log_interval: seconds between progress lines.
     :param tutorial_step: named in failure messages (e.g. "5.1" for the body-based router's pods).
@@ -50,7 +51,7 @@ class _ClusterWaitSensor(ClusterTaskMixin, BaseSensorOperator):
         *,
         cluster_name: str,
         location: str,
-        wait_timeout: float | str | None = None,
+        wait_timeout: float | None = None,
         namespace: str = "default",
         project_id: str | None = None,
         gcp_conn_id: str = "google_cloud_default",
@@ -64,7 +65,8 @@ class _ClusterWaitSensor(ClusterTaskMixin, BaseSensorOperator):
         if wait_timeout is None:
             wait_timeout = kwargs.pop("timeout", None)
         if wait_timeout is None:
-            raise ValueError("wait_timeout (seconds, may be templated) is required")
+            raise ValueError("wait_timeout (seconds) is required")
+        check_when_built(seconds, wait_timeout, "wait_timeout")
         kwargs.setdefault("poke_interval", poll_interval)
         kwargs.setdefault("mode", "poke")
         super().__init__(**kwargs)
@@ -78,14 +80,9 @@ class _ClusterWaitSensor(ClusterTaskMixin, BaseSensorOperator):
 
     def _wait_seconds(self) -> float:
         try:
-            seconds = float(self.wait_timeout)
-        except (TypeError, ValueError):
-            raise AirflowFailException(
-                f"wait_timeout must be a number of seconds, not {self.wait_timeout!r}"
-            ) from None
-        if seconds <= 0:
-            raise AirflowFailException(f"wait_timeout must be positive, not {seconds}")
-        return seconds
+            return seconds(self.wait_timeout, "wait_timeout")
+        except ValueError as err:
+            raise AirflowFailException(str(err)) from None
 
     def _trigger_kwargs(self, started_at: float, wait_seconds: float) -> dict[str, Any]:
         return {
@@ -149,12 +146,13 @@ class PodsReadySensor(_ClusterWaitSensor):
         self,
         *,
         label_selector: Mapping[str, str] | str,
-        replicas: int | str = 1,
+        replicas: int = 1,
         unschedulable_grace: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.label_selector = label_selector
+        _check_replicas(replicas)
         self.replicas = replicas
         self.unschedulable_grace = unschedulable_grace
 
@@ -168,11 +166,29 @@ class PodsReadySensor(_ClusterWaitSensor):
         return PodsReadyTrigger(
             **self._trigger_kwargs(started_at, wait_seconds),
             label_selector=selector,
-            replicas=int(self.replicas),
+            replicas=self._replicas(),
             unschedulable_grace=wait_seconds
             if self.unschedulable_grace is None
             else self.unschedulable_grace,
         )
+
+    def _replicas(self) -> int:
+        try:
+            _check_replicas(self.replicas, at_run_time=True)
+        except (TypeError, ValueError) as err:
+            raise AirflowFailException(str(err)) from None
+        return self.replicas
+
+
+def _check_replicas(replicas: object, at_run_time: bool = False) -> None:
+    from gke_inference.arguments import arrives_later
+
+    if not at_run_time and arrives_later(replicas):
+        return
+    if isinstance(replicas, bool) or not isinstance(replicas, int):
+        raise TypeError(f"replicas must be an int, got {replicas!r}")
+    if replicas < 1:
+        raise ValueError(f"replicas must be at least 1, got {replicas}")
 
 
 class GatewayAddressSensor(_ClusterWaitSensor):

@@ -14,8 +14,8 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, Context
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
+from gke_inference.arguments import seconds
 from gke_inference.cluster_target import ClusterTaskMixin
-from gke_inference.coerce import as_seconds
 from gke_inference.errors import failing_fast
 
 # The trigger ends the wait itself with the last state it saw; the deferral timeout is a backstop.
@@ -51,7 +51,7 @@ class GatewayReleasedSensor(ClusterTaskMixin, BaseSensorOperator):
         project_id: str | None = None,
         gcp_conn_id: str = "google_cloud_default",
         impersonation_chain: str | Sequence[str] | None = None,
-        wait_timeout: float | str = 1800,
+        wait_timeout: float = 1800,
         poll_interval: float = 10.0,
         **kwargs: Any,
     ) -> None:
@@ -68,7 +68,7 @@ class GatewayReleasedSensor(ClusterTaskMixin, BaseSensorOperator):
         from gke_inference.triggers.teardown import GatewayReleasedTrigger
 
         with failing_fast(WHAT):
-            seconds = as_seconds(self.wait_timeout, "wait_timeout")
+            wait_seconds = seconds(self.wait_timeout, "wait_timeout")
             target = self.cluster_target
             hook = LoadBalancerHook(**target.gcp_hook_kwargs())
             target = replace(target, project_id=hook.resolve_project_id(target.project_id))
@@ -80,11 +80,11 @@ class GatewayReleasedSensor(ClusterTaskMixin, BaseSensorOperator):
                 gateway_name=self.gateway_name,
                 network_name=self.network_name,
                 started_at=started,
-                deadline=started + seconds,
+                deadline=started + wait_seconds,
                 poll_interval=self.poll_interval,
             ),
             method_name="execute_complete",
-            timeout=timedelta(seconds=seconds + DEFER_TIMEOUT_MARGIN),
+            timeout=timedelta(seconds=wait_seconds + DEFER_TIMEOUT_MARGIN),
         )
 
     def execute_complete(self, context: Context, event: Mapping[str, Any]) -> dict[str, Any]:

@@ -309,7 +309,9 @@ def test_teardown_in_a_project_whose_apis_were_never_enabled(sandbox, monkeypatc
     before = len(sandbox.requests())
     params = {"params": dag_params()}
 
-    workloads = DeleteManifestsOperator(task_id="delete_workloads", **location).execute(params)
+    workloads = DeleteManifestsOperator(
+        task_id="delete_workloads", namespace="default", values=params["params"], **location
+    ).execute(params)
     outcomes = [
         DeleteClusterOperator(task_id="delete_cluster", **location).execute(params),
         DeleteSubnetworkOperator(

@@ -19,7 +19,7 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from gke_inference.arguments import arrives_later
-from gke_inference.cluster_target import ClusterTarget
+from gke_inference.cluster_target import ClusterTaskMixin
 from gke_inference.errors import is_transient_status
 
 REPLY_PREVIEW_CHARS = 300
@@ -133,7 +133,7 @@ def _check_int(value: object, name: str) -> None:
         raise TypeError(f"{name} must be an int, got {value!r}")
 
 
-class _GatewayCheck(BaseOperator):
+class _GatewayCheck(ClusterTaskMixin, BaseOperator):
     """Shared by the checks. With ``cluster_name`` and ``location``, an answer that would be retried
     first looks at what the check depends on (the cluster, the Gateway, the InferencePool) and fails
     for good, naming it, when one is gone."""
@@ -183,11 +183,7 @@ class _GatewayCheck(BaseOperator):
         self.prompt = prompt
         self.max_tokens = max_tokens
         self.request_timeout = request_timeout
-        self.cluster_name = cluster_name
-        self.location = location
-        self.project_id = project_id
-        self.gcp_conn_id = gcp_conn_id
-        self.impersonation_chain = impersonation_chain
+        self._init_cluster(cluster_name, location, project_id, gcp_conn_id, impersonation_chain)
         self.namespace = namespace
         self.gateway_name = gateway_name
         self.pool_name = pool_name
@@ -207,16 +203,7 @@ class _GatewayCheck(BaseOperator):
             return None
         from gke_inference.vanished import what_vanished
 
-        target = ClusterTarget(
-            self.cluster_name,
-            self.location,
-            self.project_id,
-            self.gcp_conn_id,
-            self.impersonation_chain,
-        )
-        return what_vanished(
-            target.kube_hook(), self.namespace, gateway=self.gateway_name, pool=self.pool_name
-        )
+        return what_vanished(self.kube_hook, self.namespace, gateway=self.gateway_name, pool=self.pool_name)
 
     def _ask(self) -> tuple[str, GatewayReply]:
         url = chat_completion_url(self.gateway_address, self.port)

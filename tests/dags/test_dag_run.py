@@ -71,7 +71,7 @@ def test_the_first_runs_report_tells_what_happened(first_run, dag, sandbox):
     touched = set(report["created"]) | set(report["found"])
     assert not set(report["created"]) & set(report["found"])
     assert {
-        *(f"Service/{service}" for service in TUTORIAL_SERVICES),
+        *(f"Api/{service}" for service in TUTORIAL_SERVICES),
         f"Network/{defaults['network_name']}",
         f"Subnetwork/us-central1/{defaults['subnet_name']}",
         f"Subnetwork/us-central1/{defaults['proxy_subnet_name']}",

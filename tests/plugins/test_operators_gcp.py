@@ -111,7 +111,7 @@ def test_enable_apis_in_a_new_project_then_nothing_on_rerun(new_project):
     assert "compute.googleapis.com" in first["enabled"] and "container.googleapis.com" in first["enabled"]
     assert again["enabled"] == [] and len(again["already_enabled"]) == 8
     # The one result shape: refs grouped by outcome.
-    assert "Service/compute.googleapis.com" in first["created"] and "created" not in again
+    assert "Api/compute.googleapis.com" in first["created"] and "created" not in again
     assert len(again["unchanged"]) == 8
 
 

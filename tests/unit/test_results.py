@@ -7,7 +7,7 @@ import pytest
 from gke_inference.results import CREATED, UNCHANGED, fold, gcp_ref, one, result
 
 FIRST_RUN = [
-    result(created=["Service/container.googleapis.com"], unchanged=["Service/compute.googleapis.com"]),
+    result(created=["Api/container.googleapis.com"], unchanged=["Api/compute.googleapis.com"]),
     one(CREATED, "Network/inference-vpc", self_link="https://compute/networks/inference-vpc"),
     one(UNCHANGED, "Cluster/us-central1/lab", status="RUNNING"),
     result(created=["CustomResourceDefinition/inferenceobjectives.inference.networking.x-k8s.io"]),
@@ -17,7 +17,7 @@ FIRST_RUN = [
     "not a dict",
 ]
 RERUN = [
-    result(unchanged=["Service/compute.googleapis.com", "Service/container.googleapis.com"]),
+    result(unchanged=["Api/compute.googleapis.com", "Api/container.googleapis.com"]),
     one(UNCHANGED, "Network/inference-vpc"),
     one(UNCHANGED, "Cluster/us-central1/lab"),
     result(unchanged=["CustomResourceDefinition/inferenceobjectives.inference.networking.x-k8s.io"]),
@@ -28,15 +28,15 @@ RERUN = [
 def test_a_first_run_folds_into_what_it_created_and_what_was_there():
     outcomes = fold(FIRST_RUN)
     assert outcomes["created"] == [
+        "Api/container.googleapis.com",
         "CustomResourceDefinition/inferenceobjectives.inference.networking.x-k8s.io",
         "Gateway/default/inference-gateway",
         "Network/inference-vpc",
-        "Service/container.googleapis.com",
     ]
     assert outcomes["unchanged"] == [
+        "Api/compute.googleapis.com",
         "Cluster/us-central1/lab",
         "HTTPRoute/default/r",
-        "Service/compute.googleapis.com",
     ]
     assert outcomes["deleted"] == outcomes["absent"] == []
 

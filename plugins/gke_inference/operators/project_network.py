@@ -63,8 +63,8 @@ class EnableApisOperator(GcpOperator):
             "Enabled: %s; already enabled: %s", result["enabled"] or "none", result["already_enabled"]
         )
         return results.result(
-            created=[gcp_ref("Service", name) for name in result["enabled"]],
-            unchanged=[gcp_ref("Service", name) for name in result["already_enabled"]],
+            created=[gcp_ref("Api", name) for name in result["enabled"]],
+            unchanged=[gcp_ref("Api", name) for name in result["already_enabled"]],
             project_id=project,
             **result,
         )

@@ -24,13 +24,8 @@ from airflow.sdk import DAG, TaskGroup
 from gke_inference.docs import task_doc
 from gke_inference.operators.checks import ChatCompletionCheckOperator, ModelRoutingCheckOperator
 from gke_inference.operators.cluster import EnsureAutopilotClusterOperator
-from gke_inference.operators.kubernetes import (
-    ApplyManifestsOperator,
-    ChooseCrdSetOperator,
-    DeleteManifestsOperator,
-    HuggingFaceSecretOperator,
-    InstallCrdsOperator,
-)
+from gke_inference.operators.crds import ChooseCrdSetOperator, InstallCrdsOperator
+from gke_inference.operators.hf_secret import HuggingFaceSecretOperator
 from gke_inference.operators.plan import ChooseModeOperator, PlanRunOperator, is_rebuild
 from gke_inference.operators.preflight import PreflightOperator
 from gke_inference.operators.project_network import (
@@ -45,6 +40,7 @@ from gke_inference.operators.teardown_gcp import (
     DeleteSubnetworkOperator,
     SweepGatewayLoadBalancerOperator,
 )
+from gke_inference.operators.workloads import ApplyManifestsOperator, DeleteManifestsOperator
 from gke_inference.params import build_params
 from gke_inference.sensors.cluster import ClusterRunningSensor
 from gke_inference.sensors.kubernetes import GatewayAddressSensor, PodsReadySensor

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from gke_inference.hooks.gke import GKEClusterHook
-    from gke_inference.hooks.kubernetes import KubernetesApplyHook
+    from gke_inference.hooks.kubernetes import ClusterKubernetesHook
 
 DEFAULT_GCP_CONN_ID = "google_cloud_default"
 
@@ -44,10 +44,10 @@ class ClusterTarget:
 
         return GKEClusterHook(location=self.location, **self.gcp_hook_kwargs())
 
-    def kube_hook(self) -> KubernetesApplyHook:
-        from gke_inference.hooks.kubernetes import KubernetesApplyHook
+    def kube_hook(self) -> ClusterKubernetesHook:
+        from gke_inference.hooks.kubernetes import ClusterKubernetesHook
 
-        return KubernetesApplyHook(**self.to_dict())
+        return ClusterKubernetesHook(**self.to_dict())
 
 
 class ClusterTaskMixin:
@@ -87,5 +87,5 @@ class ClusterTaskMixin:
         )
 
     @cached_property
-    def kube_hook(self) -> KubernetesApplyHook:
+    def kube_hook(self) -> ClusterKubernetesHook:
         return self.cluster_target.kube_hook()

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from gke_inference.hooks.gke import GKEClusterHook
-    from gke_inference.hooks.kubernetes import KubernetesApplyHook
+    from gke_inference.hooks.kubernetes import ClusterKubernetesHook
 
 GATEWAY_API_VERSION = "gateway.networking.k8s.io/v1"
 POOL_API_VERSION = "inference.networking.k8s.io/v1"
@@ -44,7 +44,7 @@ def cluster_vanished(gke: GKEClusterHook, name: str, project_id: str | None) -> 
 
 
 def object_vanished(
-    hook: KubernetesApplyHook, namespace: str, *, gateway: str = "", pool: str = ""
+    hook: ClusterKubernetesHook, namespace: str, *, gateway: str = "", pool: str = ""
 ) -> str | None:
     """A sentence naming the Gateway (tutorial 3.4) or InferencePool (3.3) that is gone, else None."""
     wanted = []
@@ -68,7 +68,7 @@ def object_vanished(
 
 
 def what_vanished(
-    hook: KubernetesApplyHook, namespace: str = "", *, gateway: str = "", pool: str = ""
+    hook: ClusterKubernetesHook, namespace: str = "", *, gateway: str = "", pool: str = ""
 ) -> str | None:
     """The cluster first (without it nothing else can be asked), then the Gateway and the pool."""
     target = hook.target

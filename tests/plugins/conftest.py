@@ -74,7 +74,7 @@ from dataclasses import dataclass  # noqa: E402
 
 from gke_inference.hooks.compute_network import ComputeNetworkHook, SubnetworkSpec  # noqa: E402
 from gke_inference.hooks.gke import AutopilotClusterSpec, GKEClusterHook  # noqa: E402
-from gke_inference.hooks.kubernetes import KubernetesApplyHook  # noqa: E402
+from gke_inference.hooks.kubernetes import ClusterKubernetesHook  # noqa: E402
 from gke_inference.ownership import GCP_LABELS, K8S_LABELS, NETWORK_DESCRIPTION  # noqa: E402
 
 OLD_GKE_VERSION = "1.33.5-gke.1080000"
@@ -100,8 +100,8 @@ class ClusterRef:
             "gcp_conn_id": self.gcp_conn_id,
         }
 
-    def hook(self) -> KubernetesApplyHook:
-        return KubernetesApplyHook(**self.kwargs)
+    def hook(self) -> ClusterKubernetesHook:
+        return ClusterKubernetesHook(**self.kwargs)
 
 
 @pytest.fixture(scope="session")
@@ -178,7 +178,7 @@ def old_kube_cluster(sandbox, airflow_connections_env) -> ClusterRef:
     return build_cluster(sandbox, proxy_only_subnet=True, version=OLD_GKE_VERSION)
 
 
-def create_namespace(hook: KubernetesApplyHook, prefix: str = "ns") -> str:
+def create_namespace(hook: ClusterKubernetesHook, prefix: str = "ns") -> str:
     name = unique(prefix)
     hook.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": K8S_LABELS}}])
     return name

@@ -10,8 +10,9 @@ from airflow.sdk.exceptions import AirflowFailException
 from gke_inference.hooks._operations import poll_until
 from gke_inference.hooks.compute_network import ComputeNetworkHook, SubnetworkSpec
 from gke_inference.hooks.gke import AutopilotClusterSpec, ClusterStatus, GKEClusterHook
-from gke_inference.operators.kubernetes import DeleteManifestsOperator, HuggingFaceSecretOperator
+from gke_inference.operators.hf_secret import HuggingFaceSecretOperator
 from gke_inference.operators.teardown_gcp import DeleteClusterOperator, DeleteNetworkOperator
+from gke_inference.operators.workloads import DeleteManifestsOperator
 from gke_inference.ownership import GCP_LABELS, NETWORK_DESCRIPTION
 from gke_inference.params import build_params
 from gke_inference.triggers.teardown import GatewayReleasedTrigger

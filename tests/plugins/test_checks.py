@@ -14,7 +14,8 @@ from gke_inference.operators.checks import (
     ModelRoutingCheckOperator,
     chat_completion_url,
 )
-from gke_inference.operators.kubernetes import ApplyManifestsOperator, HuggingFaceSecretOperator
+from gke_inference.operators.hf_secret import HuggingFaceSecretOperator
+from gke_inference.operators.workloads import ApplyManifestsOperator
 from gke_inference.params import build_params
 from gke_inference.triggers.kubernetes import assess_gateway, assess_pods
 

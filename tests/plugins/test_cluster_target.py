@@ -8,11 +8,8 @@ from airflow.sdk.module_loading import import_string
 
 from gke_inference.cluster_target import ClusterTarget
 from gke_inference.operators.checks import ChatCompletionCheckOperator
-from gke_inference.operators.kubernetes import (
-    ApplyManifestsOperator,
-    DeleteManifestsOperator,
-    HuggingFaceSecretOperator,
-)
+from gke_inference.operators.hf_secret import HuggingFaceSecretOperator
+from gke_inference.operators.workloads import ApplyManifestsOperator, DeleteManifestsOperator
 from gke_inference.sensors.cluster import ClusterRunningSensor
 from gke_inference.sensors.kubernetes import GatewayAddressSensor, PodsReadySensor
 from gke_inference.sensors.teardown import GatewayReleasedSensor

@@ -12,13 +12,9 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from gke_inference.gke_version import MANAGED_INFERENCE_POOL_SINCE
-from gke_inference.operators.kubernetes import (
-    ApplyManifestsOperator,
-    ChooseCrdSetOperator,
-    DeleteManifestsOperator,
-    HuggingFaceSecretOperator,
-    InstallCrdsOperator,
-)
+from gke_inference.operators.crds import ChooseCrdSetOperator, InstallCrdsOperator
+from gke_inference.operators.hf_secret import HuggingFaceSecretOperator
+from gke_inference.operators.workloads import ApplyManifestsOperator, DeleteManifestsOperator
 from gke_inference.params import build_params
 
 DEFAULTS = {name: param.value for name, param in build_params().items()}

@@ -9,7 +9,8 @@ from datetime import timedelta
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, TaskDeferred
 
-from gke_inference.operators.kubernetes import ApplyManifestsOperator, HuggingFaceSecretOperator
+from gke_inference.operators.hf_secret import HuggingFaceSecretOperator
+from gke_inference.operators.workloads import ApplyManifestsOperator
 from gke_inference.params import build_params
 from gke_inference.sensors.kubernetes import DEFER_TIMEOUT_MARGIN, GatewayAddressSensor, PodsReadySensor
 from gke_inference.triggers.kubernetes import (

@@ -1,4 +1,4 @@
-"""KubernetesApplyHook against a sandbox GKE cluster: auth through the GCP connection, server-side
+"""ClusterKubernetesHook against a sandbox GKE cluster: auth through the GCP connection, server-side
 apply reporting, deletes that respect ownership, reads, and retries of transient errors."""
 
 from __future__ import annotations

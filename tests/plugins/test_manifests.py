@@ -8,7 +8,8 @@ from kubernetes.utils import parse_quantity
 from gke_inference import manifests
 from gke_inference.gpus import AUTOPILOT_GPU_CAPS, GIB
 from gke_inference.manifests import ManifestError, kv_cache_metric_for, render
-from gke_inference.operators.kubernetes import CRD_SETS, WORKLOAD_MANIFESTS
+from gke_inference.operators.crds import CRD_SETS
+from gke_inference.operators.workloads import WORKLOAD_MANIFESTS
 from gke_inference.ownership import K8S_LABELS
 from gke_inference.params import build_params
 

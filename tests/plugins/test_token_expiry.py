@@ -14,7 +14,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from gke_inference.hooks._base import CredentialsRefusedError
 from gke_inference.hooks.compute_network import ComputeNetworkHook, SubnetworkSpec
 from gke_inference.hooks.gke import GKEClusterHook
-from gke_inference.operators.kubernetes import ApplyManifestsOperator
+from gke_inference.operators.workloads import ApplyManifestsOperator
 from gke_inference.ownership import NETWORK_DESCRIPTION
 from gke_inference.params import build_params
 from gke_inference.triggers.cluster import ClusterRunningTrigger

@@ -198,11 +198,11 @@ def connection_env(sandbox) -> pytest.MonkeyPatch:
 
 def new_namespace(cluster) -> str:
     """A fresh namespace on a test cluster (a ``ClusterRef`` from tests/plugins/conftest.py)."""
-    from gke_inference.hooks.kubernetes import KubernetesApplyHook
+    from gke_inference.hooks.kubernetes import ClusterKubernetesHook
     from gke_inference.ownership import K8S_LABELS
 
     name = f"res-{uuid.uuid4().hex[:8]}"
-    KubernetesApplyHook(**cluster.kwargs).apply(
+    ClusterKubernetesHook(**cluster.kwargs).apply(
         [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": K8S_LABELS}}]
     )
     return name

@@ -29,7 +29,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from gke_inference.hooks.compute_network import ComputeNetworkHook, SubnetworkSpec
 from gke_inference.hooks.gke import AutopilotClusterSpec, GKEClusterHook
-from gke_inference.hooks.kubernetes import KubernetesApplyHook
+from gke_inference.hooks.kubernetes import ClusterKubernetesHook
 from gke_inference.operators.checks import ChatCompletionCheckOperator
 from gke_inference.operators.cluster import EnsureAutopilotClusterOperator
 from gke_inference.operators.project_network import (
@@ -279,8 +279,8 @@ def config_map(world: World) -> dict:
     }
 
 
-def kube_hook(world: World) -> KubernetesApplyHook:
-    return KubernetesApplyHook(**world.cluster.kwargs)
+def kube_hook(world: World) -> ClusterKubernetesHook:
+    return ClusterKubernetesHook(**world.cluster.kwargs)
 
 
 def kube_apply(world: World) -> Any:

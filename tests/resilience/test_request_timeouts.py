@@ -15,7 +15,7 @@ import time
 import pytest
 
 from gke_inference.hooks.huggingface import HuggingFaceHubHook
-from gke_inference.operators.kubernetes import HuggingFaceSecretOperator
+from gke_inference.operators.hf_secret import HuggingFaceSecretOperator
 from gke_inference.params import build_params
 from sandbox.testing import wait_until
 from tests.resilience.conftest import new_namespace

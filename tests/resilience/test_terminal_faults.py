@@ -29,8 +29,8 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, T
 from gke_inference.hooks.compute_network import ComputeNetworkHook, SubnetworkSpec
 from gke_inference.operators.checks import ModelRoutingCheckOperator
 from gke_inference.operators.cluster import EnsureAutopilotClusterOperator
-from gke_inference.operators.kubernetes import ApplyManifestsOperator
 from gke_inference.operators.project_network import EnableApisOperator
+from gke_inference.operators.workloads import ApplyManifestsOperator
 from gke_inference.ownership import NETWORK_DESCRIPTION
 from gke_inference.params import build_params
 from gke_inference.sensors.cluster import ClusterRunningSensor

@@ -73,7 +73,7 @@ def summarize(results: Iterable[ApplyResult | DeleteResult]) -> dict[str, list[s
     return summary
 
 
-class KubernetesApplyHook(BaseHook):
+class ClusterKubernetesHook(BaseHook):
     """Kubernetes API access to one GKE cluster, authenticated through a GCP connection.
 
     :param cluster_name: the GKE cluster.

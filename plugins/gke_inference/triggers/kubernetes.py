@@ -14,7 +14,7 @@ from gke_inference.kube_objects import find_condition
 from gke_inference.triggers.polling import PollingTrigger, Verdict, format_duration
 
 if TYPE_CHECKING:
-    from gke_inference.hooks.kubernetes import KubernetesApplyHook
+    from gke_inference.hooks.kubernetes import ClusterKubernetesHook
 
 GATEWAY_API_VERSION = "gateway.networking.k8s.io/v1"
 # Seconds one poll may spend retrying transient errors: the loop polls again anyway, and a failed
@@ -150,7 +150,7 @@ class KubernetesPollingTrigger(PollingTrigger):
     def wait_kwargs(self) -> dict[str, Any]:
         return {"namespace": self.namespace}
 
-    def make_hook(self) -> KubernetesApplyHook:
+    def make_hook(self) -> ClusterKubernetesHook:
         from gke_inference.hooks._retry import transient_retry
 
         hook = self.target.kube_hook()
@@ -200,7 +200,7 @@ class PodsReadyTrigger(KubernetesPollingTrigger):
     def describe(self) -> str:
         return f"pods {self.label_selector} in {self.namespace}"
 
-    def check(self, hook: KubernetesApplyHook, now: float) -> Verdict:
+    def check(self, hook: ClusterKubernetesHook, now: float) -> Verdict:
         pods = hook.list("v1", "Pod", namespace=self.namespace, label_selector=self.label_selector)
         if not pods:
             return Verdict(state=f"no pods match {self.label_selector} yet")
@@ -234,7 +234,7 @@ class GatewayAddressTrigger(KubernetesPollingTrigger):
     def describe(self) -> str:
         return f"Gateway {self.namespace}/{self.gateway_name}"
 
-    def check(self, hook: KubernetesApplyHook, now: float) -> Verdict:
+    def check(self, hook: ClusterKubernetesHook, now: float) -> Verdict:
         from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
         try:
@@ -284,7 +284,7 @@ class ServedCrdsTrigger(KubernetesPollingTrigger):
     def describe(self) -> str:
         return f"CRD {', '.join(self.crd_names)} on GKE {self.cluster_version}"
 
-    def check(self, hook: KubernetesApplyHook, now: float) -> Verdict:
+    def check(self, hook: ClusterKubernetesHook, now: float) -> Verdict:
         from gke_inference.hooks.kubernetes import CRD_API_VERSION
 
         missing = []

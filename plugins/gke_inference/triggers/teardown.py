@@ -16,7 +16,7 @@ from gke_inference.errors import is_service_disabled
 from gke_inference.triggers.polling import PollingTrigger, Verdict
 
 if TYPE_CHECKING:
-    from gke_inference.hooks.kubernetes import KubernetesApplyHook
+    from gke_inference.hooks.kubernetes import ClusterKubernetesHook
 
 GATEWAY_API_VERSION = "gateway.networking.k8s.io/v1"
 
@@ -90,10 +90,10 @@ class GatewayReleasedTrigger(PollingTrigger):
     def describe(self) -> str:
         return f"Gateway {self.namespace}/{self.gateway_name}"
 
-    def make_hook(self) -> KubernetesApplyHook:
+    def make_hook(self) -> ClusterKubernetesHook:
         return self.target.kube_hook()
 
-    def check(self, hook: KubernetesApplyHook, now: float) -> Verdict:
+    def check(self, hook: ClusterKubernetesHook, now: float) -> Verdict:
         """One synchronous look (runs in a worker thread)."""
         # The Gateway first: GKE drops the finalizer after the load balancer, so read in that order.
         no_cluster, gateway = self._gateway(hook)
@@ -122,7 +122,7 @@ class GatewayReleasedTrigger(PollingTrigger):
             region=region,
         )
 
-    def _gateway(self, hook: KubernetesApplyHook) -> tuple[str | None, dict | None]:
+    def _gateway(self, hook: ClusterKubernetesHook) -> tuple[str | None, dict | None]:
         """(why the cluster has no Kubernetes API to ask, or None; the Gateway or None).
 
         The Container API is asked first: a cluster gone, being deleted, ERROR or DEGRADED holds no

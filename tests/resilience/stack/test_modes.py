@@ -20,12 +20,12 @@ import pytest
 from google.cloud import compute_v1, container_v1
 
 from gke_inference.gke_version import serves_inference_pool_crd
-from gke_inference.operators.kubernetes import DeleteManifestsOperator
 from gke_inference.operators.teardown_gcp import (
     DeleteClusterOperator,
     DeleteNetworkOperator,
     DeleteSubnetworkOperator,
 )
+from gke_inference.operators.workloads import DeleteManifestsOperator
 from gke_inference.ownership import GCP_LABELS, NETWORK_DESCRIPTION
 from sandbox.gcp.state import Project, project_number_for
 from sandbox.testing import GoogleClients, enable_gke_apis, unique_name, wait_until

@@ -1,6 +1,17 @@
 # The production image: Airflow 3.3.2 (slim: no providers of its own) with the project's runtime lock,
-# the DAG, its plugins and manifests. The sandbox, the tests and the dev tools are not part of it
+# the gke_inference wheel and the DAG. The sandbox, the tests and the dev tools are not part of it
 # (requirements/dev.txt is never copied; .dockerignore keeps the rest of the repo out).
+
+# Stage 1: build the gke_inference wheel (the package, with include/manifests/ as its package data).
+FROM apache/airflow:slim-3.3.2-python3.11 AS wheel
+USER root
+WORKDIR /build
+COPY pyproject.toml ./
+COPY src/ src/
+COPY include/manifests/ include/manifests/
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /build/dist .
+
+# Stage 2: Airflow, the runtime lock, the wheel (its dependencies are already in the lock) and dags/.
 FROM apache/airflow:slim-3.3.2-python3.11
 
 ARG AIRFLOW_VERSION=3.3.2
@@ -9,6 +20,7 @@ COPY --chown=airflow:0 requirements/runtime.txt /requirements.txt
 # Re-pin Airflow so the lock can never move it up or down.
 RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /requirements.txt
 
+COPY --from=wheel /build/dist/ /tmp/dist/
+RUN pip install --no-cache-dir --no-deps /tmp/dist/*.whl
+
 COPY --chown=airflow:0 dags/ /opt/airflow/dags/
-COPY --chown=airflow:0 plugins/ /opt/airflow/plugins/
-COPY --chown=airflow:0 include/ /opt/airflow/include/

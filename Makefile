@@ -10,16 +10,15 @@ UV          := python3 -m uv
 # requirements/dev.txt (runtime + sandbox, tests, lint), which the venv syncs.
 RUNTIME_LOCK := requirements/runtime.txt
 DEV_LOCK    := requirements/dev.txt
-STAMP       := $(VENV)/.synced-$(shell sha256sum $(DEV_LOCK) | cut -c1-16)
+STAMP       := $(VENV)/.synced-$(shell cat $(DEV_LOCK) pyproject.toml | sha256sum | cut -c1-16)
 
 # Local Airflow: state in an ignored folder of the repo, examples off, 4 worker slots.
 export AIRFLOW_HOME                          := $(CURDIR)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER            := $(CURDIR)/dags
-export AIRFLOW__CORE__PLUGINS_FOLDER         := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES          := False
 export AIRFLOW__CORE__PARALLELISM            := 4
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION := True
-export PYTHONPATH                            := $(CURDIR)/plugins:$(CURDIR)
+export PYTHONPATH                            := $(CURDIR)
 
 .PHONY: help setup demo test test-slow lint format up bench lock clean
 
@@ -34,10 +33,12 @@ help:
 
 setup: $(STAMP) $(AIRFLOW_HOME)/airflow.db
 
-$(STAMP): $(DEV_LOCK)
+$(STAMP): $(DEV_LOCK) pyproject.toml
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
 	@test -x $(PY) || $(UV) venv --quiet --python 3.11 --no-python-downloads $(VENV)
 	$(UV) pip sync --quiet --python $(PY) $(DEV_LOCK)
+	@# the gke_inference package, editable: dags/ imports it as a deployment's installed wheel
+	$(UV) pip install --quiet --python $(PY) --no-deps --editable .
 	@rm -f $(VENV)/.synced-* && touch $@
 
 $(AIRFLOW_HOME)/airflow.db: | $(STAMP)

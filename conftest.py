@@ -13,7 +13,6 @@ REPO = Path(__file__).resolve().parent
 for name, value in {
     "AIRFLOW_HOME": str(REPO / ".airflow"),
     "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-    "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     "AIRFLOW__CORE__PARALLELISM": "4",
 }.items():

@@ -44,12 +44,11 @@ def run_twice(workdir: Path, run_conf: dict) -> StackRuns:
         extra_env = {
             **airflow_connection_env(info),
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": str(PARALLELISM),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-            "PYTHONPATH": f"{REPO / 'plugins'}:{REPO}",
+            "PYTHONPATH": str(REPO),
             # A manual trigger only: no scheduled run may start when the DAG is unpaused.
             "GKE_INFERENCE_SCHEDULE": "none",
             "GKE_INFERENCE_RETRY_DELAY_SECONDS": "1",

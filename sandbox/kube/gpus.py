@@ -1,6 +1,6 @@
 """GPUs in the GKE twin: what each type holds, what Autopilot allows on it, and which GPU a pod got.
 
-These tables repeat numbers that plugins/gke_inference/gpus.py also holds, on purpose: the twin
+These tables repeat numbers that src/gke_inference/gpus.py also holds, on purpose: the twin
 models GKE and vLLM on its own, from their published sources, so that it can catch the DAG being
 wrong rather than agreeing with it. Never import the DAG's code here.
 """

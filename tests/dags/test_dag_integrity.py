@@ -14,7 +14,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted((REPO / "dags").glob("*.py"))
 HEAVY_MODULES = ("google.cloud.", "googleapiclient", "kubernetes", "kubernetes_asyncio", "openai", "aiohttp")
-# What a DAG file may import at its top level: Airflow's authoring API, the project's plugins, stdlib.
+# What a DAG file may import at its top level: Airflow's authoring API, the gke_inference package, stdlib.
 ALLOWED_TOP_LEVEL = (
     "airflow.sdk",
     "airflow.providers.standard",
@@ -88,7 +88,7 @@ def test_parsing_touches_no_db_no_network_and_no_heavy_client(dag_file, tmp_path
     env = dict(os.environ)
     # A database that cannot exist: any parse-time query fails the probe.
     env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{tmp_path}/missing/dir/airflow.db"
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "plugins"), str(REPO)])
+    env["PYTHONPATH"] = str(REPO)
     probe = subprocess.run(
         [sys.executable, "-c", PARSE_PROBE, str(dag_file), json.dumps(HEAVY_MODULES)],
         env=env,
@@ -109,7 +109,7 @@ def test_schedule_is_weekly_and_overridable_from_the_environment(tmp_path):
         "print(m.dag.schedule)"
     )
     dag_file = str(REPO / "dags" / "gke_inference_gateway.py")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "plugins"), str(REPO)]))
+    env = dict(os.environ, PYTHONPATH=str(REPO))
     default = subprocess.run([sys.executable, "-c", code, dag_file], env=env, capture_output=True, text=True)
     assert default.stdout.strip() == "@weekly", default.stderr[-2000:]
     env["GKE_INFERENCE_SCHEDULE"] = "0 3 * * 1"

@@ -82,7 +82,6 @@ def start_worker(stack: AirflowStack, name: str, root: Path) -> None:
 def celery_api(sandbox, redis_url, tmp_path_factory) -> Iterator[AirflowApi]:
     # The configured folders: the repo's own (root conftest, Makefile) unless the environment says otherwise.
     dags = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
-    plugins = Path(os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"])
     env = {
         **airflow_connection_env(sandbox.info),
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
@@ -90,12 +89,11 @@ def celery_api(sandbox, redis_url, tmp_path_factory) -> Iterator[AirflowApi]:
         "AIRFLOW__CELERY__RESULT_BACKEND": redis_url.removesuffix("/0") + "/1",
         "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(plugins),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        "PYTHONPATH": f"{plugins}:{plugins.parent}",
+        "PYTHONPATH": str(dags.parent),
         "GKE_INFERENCE_RETRY_DELAY_SECONDS": "1",
         "GKE_INFERENCE_SCHEDULE": "none",
     }

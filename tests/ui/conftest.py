@@ -72,7 +72,6 @@ def airflow_stack(tmp_path_factory) -> RunningAirflow:
         extra_env = {
             **airflow_connection_env(info),
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__PARALLELISM": "4",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
@@ -82,7 +81,7 @@ def airflow_stack(tmp_path_factory) -> RunningAirflow:
             # The log servers' default ports (8793, 8794) may be taken by another stack on this machine.
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-            "PYTHONPATH": f"{REPO / 'plugins'}:{REPO}",
+            "PYTHONPATH": str(REPO),
         }
         with AirflowStack(home, free_port(), extra_env) as stack:
             stack.migrate()

@@ -130,12 +130,11 @@ def airflow_stack(sandbox, hf_canary, tmp_path_factory) -> Iterator[AirflowStack
     env = {
         **connections,
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        "PYTHONPATH": f"{REPO / 'plugins'}:{REPO}",
+        "PYTHONPATH": str(REPO),
         "GKE_INFERENCE_RETRY_DELAY_SECONDS": "1",
         "GKE_INFERENCE_SCHEDULE": "none",
     }

@@ -1,4 +1,4 @@
-"""Render the Kubernetes manifests under include/manifests/ from DAG params.
+"""Render the Kubernetes manifests (the package's ``manifests`` data: include/manifests/ in the repo) from DAG params.
 
 Each manifest is a Jinja template of one or more YAML documents; a directory stands for every
 template in it, in file-name order (names carry numeric prefixes where apply order matters).
@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,9 @@ import yaml
 
 from gke_inference.ownership import K8S_LABELS, is_owned_k8s_object
 
-MANIFESTS_DIR = Path(__file__).resolve().parents[2] / "include" / "manifests"
+# Package data: the wheel carries include/manifests/ as gke_inference/manifests; in the repo that path is
+# a symlink to include/manifests/, so an editable install reads the source itself.
+MANIFESTS_DIR = Path(resources.files("gke_inference") / "manifests")
 
 # Names and ports that more than one template (or an operator) must agree on.
 NAMES = {

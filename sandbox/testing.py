@@ -50,6 +50,11 @@ class SandboxHandle:
     def faults_add(self, **rule: Any) -> int:
         return self.run(self.sandbox.faults.add, **rule)
 
+    def fault_uses(self, rule_id: int) -> int:
+        """How many times a behaviour rule has been acted on (0 once it is gone or never used)."""
+        rules = self.run(self.sandbox.faults.rules)
+        return next((rule.get("used", 0) for rule in rules if rule["id"] == rule_id), 0)
+
     def faults_clear(self) -> None:
         self.run(self.sandbox.faults.clear)
 

@@ -97,6 +97,8 @@ class BehaviourRule:
     match: dict[str, Any]
     count: int | None = None
     id: int = 0
+    # How many times a controller has acted on it: a test waits for this instead of sleeping.
+    used: int = 0
 
     def __post_init__(self) -> None:
         if self.name not in BEHAVIOURS:
@@ -153,6 +155,7 @@ class FaultTable:
         """True when a behaviour rule named `name` applies to an object with these attributes."""
         for rule in self._behaviours:
             if rule.name == name and rule.applies_to(attributes):
+                rule.used += 1
                 self._consume(rule, self._behaviours)
                 return True
         return False

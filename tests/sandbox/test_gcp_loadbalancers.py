@@ -202,12 +202,13 @@ def test_deleting_the_gateway_keeps_it_until_its_load_balancer_is_gone(
 ):
     project, cluster = lb_cluster.cluster.project, lb_cluster.cluster
     build_gateway(lb_cluster, lb_dynamic, "default", "inference-gateway")
-    sandbox.run(sandbox.sandbox.faults.add_behaviour, "lb_cleanup_late", name="inference-gateway")
+    late = sandbox.run(sandbox.sandbox.faults.add_behaviour, "lb_cleanup_late", name="inference-gateway")
     resource = lb_dynamic.resources.get(api_version=GATEWAY_V1, kind="Gateway")
     answer = resource.delete(name="inference-gateway", namespace="default").to_dict()
     assert answer["metadata"]["deletionTimestamp"]  # the object, not a Status: it is still there
 
-    time.sleep(sandbox.sandbox.profile.lb_cleanup * 3)
+    # The controller came back to the Gateway after its cleanup was due, twice, and put it off each time.
+    wait_until(lambda: sandbox.fault_uses(late) >= 2, timeout=10)
     stalled = lb_cluster.run(cluster.store.get, GATEWAY_V1, "Gateway", "default", "inference-gateway")
     assert stalled is not None and FINALIZER in stalled["metadata"]["finalizers"]
     assert lb_names(lb_cluster)["forwardingRules"]

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from sandbox.kube import discovery
+from sandbox.testing import wait_until
 from tests.sandbox.conftest import start_cluster
 
 POOL_CRD = "inferencepools.inference.networking.k8s.io"
@@ -72,7 +73,9 @@ def test_the_pool_crd_reaches_discovery_after_the_profile_delay(sandbox, managed
 
 def test_an_older_cluster_never_gets_it(sandbox, managed_crds_delay, cluster_of):
     cluster = cluster_of(version="1.34.0-gke.1625999")
-    time.sleep(DELAY * 2)
+    # A newer cluster started after it: once that one has the CRD, the older one's turn has passed.
+    witness = cluster_of()
+    wait_served(sandbox, witness, timeout=10 * DELAY)
     assert not served(sandbox, cluster)
 
 
@@ -91,9 +94,10 @@ def test_without_a_count_the_crd_never_arrives_until_the_behaviour_is_cleared(
     sandbox, clean_faults, cluster_of
 ):
     name = "late-crds-forever"
-    sandbox.faults_add(behaviour="managed_crds_late", cluster=name)
+    late = sandbox.faults_add(behaviour="managed_crds_late", cluster=name)
     cluster = cluster_of(name=name)
-    time.sleep(2.5)
+    # GKE's installer came twice and was put off twice.
+    wait_until(lambda: sandbox.fault_uses(late) >= 2, timeout=10)
     assert not served(sandbox, cluster)
     sandbox.faults_clear()
     wait_served(sandbox, cluster, timeout=5)
@@ -105,5 +109,7 @@ def test_a_crd_applied_before_gke_installs_it_is_kept(sandbox, managed_crds_dela
     cluster = cluster_of()
     mine = {**gke_managed_crds(cluster.version)[0], "metadata": {"name": POOL_CRD, "labels": {"by": "me"}}}
     sandbox.run(cluster.store.create, mine)
-    time.sleep(DELAY * 2)
+    # A cluster started after it: once that one has the CRD, this one's installer has run too.
+    witness = cluster_of()
+    wait_served(sandbox, witness, timeout=10 * DELAY)
     assert sandbox.run(cluster.store.get, *CRD, None, POOL_CRD)["metadata"]["labels"] == {"by": "me"}

@@ -19,8 +19,12 @@ BUILD_TIMEOUT_S = 1200
 # Lists the DAGs the image's DagBag imports; fails on any import error.
 IMPORT_CHECK = """
 from airflow.dag_processing.dagbag import DagBag
-bag = DagBag(dag_folder="/opt/airflow/dags", include_examples=False)
+bag = DagBag(dag_folder="/opt/airflow/dags")  # the image sets AIRFLOW__CORE__LOAD_EXAMPLES=false
 assert not bag.import_errors, bag.import_errors
+import gke_inference.manifests as manifests
+# the package is the installed wheel, with its templates
+assert "/site-packages/gke_inference/" in manifests.__file__, manifests.__file__
+assert manifests.template_paths("crds"), "no CRD templates in the installed package"
 print(sorted(bag.dags))
 """
 
@@ -59,6 +63,9 @@ def test_the_build_context_holds_no_venv_state_secret_test_or_sandbox():
         "secrets/gcp-key.json",
         ".env",
         "tests/conftest.py",
+        "conftest.py",
+        ".ci/run",
+        "dist/gke_inference_gateway_airflow-0.1.0-py3-none-any.whl",
         "sandbox/app.py",
         "bench/setup_cost.py",
         "requirements/dev.txt",
@@ -68,6 +75,29 @@ def test_the_build_context_holds_no_venv_state_secret_test_or_sandbox():
         ".git/HEAD",
     ]
     assert [path for path in kept_out if not ignored(path)] == []
+
+
+def pip_runs_by_user(dockerfile: str) -> list[tuple[str, str]]:
+    """(user, RUN line) for every RUN that calls pip; each stage starts as its base image's user."""
+    runs, user = [], None
+    for line in dockerfile.splitlines():
+        words = line.split()
+        if words[:1] == ["FROM"]:
+            user = "airflow"  # the apache/airflow images end on USER ${AIRFLOW_UID} (50000, "airflow")
+        elif words[:1] == ["USER"]:
+            user = words[1]
+        elif words[:1] == ["RUN"] and "pip" in words:
+            runs.append((user, line))
+    return runs
+
+
+def test_pip_never_runs_as_root_in_the_airflow_image():
+    # As root, the image's PATH starts with /root/bin, whose `pip` prints "You are running pip as
+    # root. Please use 'airflow' user to run pip!" and exits 1 (apache/airflow Dockerfile,
+    # scripts/docker/pip): the build would fail there.
+    runs = pip_runs_by_user((REPO / "Dockerfile").read_text())
+    assert len(runs) >= 3, "the wheel build, the lock and the wheel install"
+    assert [line for user, line in runs if user in {"root", "0"}] == []
 
 
 def test_the_build_context_keeps_what_the_dockerfile_copies():

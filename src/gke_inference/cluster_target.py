@@ -51,7 +51,12 @@ class ClusterTarget:
 
 
 class ClusterTaskMixin:
-    """The cluster arguments (templated) of a task, and the hooks built from them."""
+    """The cluster arguments of a task, templated, and the hooks built from them.
+
+    Put first among a task's bases; it takes the cluster keywords (a ``ClusterTarget``'s fields, as
+    the DAG passes them in ``**cluster_target``) and hands every other keyword on to the operator.
+    A task that can run without a cluster sets ``cluster_required = False``.
+    """
 
     cluster_template_fields: ClassVar[tuple[str, ...]] = (
         "cluster_name",
@@ -60,15 +65,21 @@ class ClusterTaskMixin:
         "gcp_conn_id",
         "impersonation_chain",
     )
+    cluster_required: ClassVar[bool] = True
 
-    def _init_cluster(
+    def __init__(
         self,
-        cluster_name: str,
-        location: str,
-        project_id: str | None,
-        gcp_conn_id: str,
+        *,
+        cluster_name: str | None = None,
+        location: str | None = None,
+        project_id: str | None = None,
+        gcp_conn_id: str = DEFAULT_GCP_CONN_ID,
         impersonation_chain: str | Sequence[str] | None = None,
+        **kwargs: Any,
     ) -> None:
+        if self.cluster_required and (cluster_name is None or location is None):
+            raise TypeError(f"{type(self).__name__} needs cluster_name and location")
+        super().__init__(**kwargs)
         self.cluster_name = cluster_name
         self.location = location
         self.project_id = project_id

@@ -62,13 +62,6 @@ def kv_cache_metric_for(vllm_image: str) -> str:
     return "vllm:kv_cache_usage_perc"
 
 
-def object_ref(obj: Mapping[str, Any]) -> str:
-    """``Kind/namespace/name`` (or ``Kind/name`` when cluster-scoped), for logs and XCom."""
-    metadata = obj.get("metadata") or {}
-    parts = [obj.get("kind", "?"), metadata.get("namespace"), metadata.get("name", "?")]
-    return "/".join(p for p in parts if p)
-
-
 def _fail(message: str) -> None:
     raise ManifestError(message)
 

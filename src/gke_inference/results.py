@@ -43,6 +43,17 @@ def created_or_found(created: bool, ref: str, **details: Any) -> dict[str, Any]:
     return one(CREATED if created else UNCHANGED, ref, **details)
 
 
+def summarize(outcomes: Iterable[Any]) -> dict[str, list[str]]:
+    """A task's result from per-object outcomes, each with ``.action`` (an outcome above) and
+    ``.ref`` (the Kubernetes hook's ApplyResult and DeleteResult), refs kept in order."""
+    refs: dict[str, list[str]] = {}
+    for outcome in outcomes:
+        if outcome.action not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {OUTCOMES}, not {outcome.action!r}")
+        refs.setdefault(outcome.action, []).append(outcome.ref)
+    return refs
+
+
 def gcp_ref(kind: str, *path: str) -> str:
     """``Kind/part/name`` for a GCP resource, as Kubernetes refs are ``Kind/namespace/name``."""
     return "/".join((kind, *path))

@@ -368,3 +368,52 @@ async def test_the_wait_for_a_gke_crd_ends_naming_the_crd_the_version_and_the_ti
     message = str(failed.value)
     assert V1_POOL_CRD in message and f"GKE {version}" in message
     assert re.search(r"gave up after [1-9]\d*s", message) and "tutorial 2.2" in message
+
+
+# The cluster keywords: taken once, by ClusterTaskMixin, for every task that targets a cluster
+
+CLUSTER_TASKS = {
+    "apply": lambda **kw: ApplyManifestsOperator(task_id="t", manifest="gateway.yaml", values={}, **kw),
+    "install_crds": lambda **kw: InstallCrdsOperator(task_id="t", crd_set="full", values={}, **kw),
+    "delete": lambda **kw: DeleteManifestsOperator(task_id="t", namespace="n", values={}, **kw),
+    "hf_secret": lambda **kw: HuggingFaceSecretOperator(task_id="t", namespace="n", **kw),
+}
+CLUSTER_KEYWORDS = ("cluster_name", "location", "project_id", "gcp_conn_id", "impersonation_chain")
+
+
+@pytest.mark.parametrize("build", CLUSTER_TASKS.values(), ids=CLUSTER_TASKS.keys())
+def test_cluster_keywords_from_the_plan_make_it_upstream_and_stay_unresolved_until_run(build):
+    from airflow.providers.standard.operators.empty import EmptyOperator
+    from airflow.sdk import DAG
+    from airflow.sdk.definitions.xcom_arg import XComArg
+
+    with DAG("cluster_keywords", schedule=None):
+        plan = EmptyOperator(task_id="plan").output
+        op = build(**{name: plan[name] for name in CLUSTER_KEYWORDS})  # the DAG's **cluster_target
+    assert op.upstream_task_ids == {"plan"}
+    assert all(isinstance(getattr(op, name), XComArg) for name in CLUSTER_KEYWORDS)
+    assert set(CLUSTER_KEYWORDS) <= set(op.template_fields)
+
+
+@pytest.mark.parametrize("build", CLUSTER_TASKS.values(), ids=CLUSTER_TASKS.keys())
+def test_cluster_keywords_render_before_the_hooks_are_built(build):
+    op = build(
+        cluster_name="{{ params.cluster }}",
+        location="{{ params.region }}",
+        project_id="{{ params.project }}",
+        impersonation_chain="{{ params.sa }}",
+    )
+    op.render_template_fields(
+        {"params": {"cluster": "c1", "region": "europe-west4", "project": "p1", "sa": "sa@p1.iam"}}
+    )
+    target = op.cluster_target
+    assert (target.cluster_name, target.location, target.project_id) == ("c1", "europe-west4", "p1")
+    assert (target.gcp_conn_id, target.impersonation_chain) == ("google_cloud_default", "sa@p1.iam")
+
+
+@pytest.mark.parametrize("build", CLUSTER_TASKS.values(), ids=CLUSTER_TASKS.keys())
+def test_a_cluster_task_without_a_cluster_is_refused_when_built(build):
+    with pytest.raises(TypeError, match="needs cluster_name and location"):
+        build(location="us-central1")
+    with pytest.raises(TypeError, match="Invalid arguments|unexpected keyword"):
+        build(cluster_name="c", location="l", cluster="c")  # typo'd keywords still reach BaseOperator

@@ -6,13 +6,9 @@ from __future__ import annotations
 import pytest
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
-from gke_inference.hooks.kubernetes import (
-    FIELD_MANAGER,
-    KubernetesApplyError,
-    format_label_selector,
-    summarize,
-)
+from gke_inference.hooks.kubernetes import FIELD_MANAGER, KubernetesApplyError
 from gke_inference.ownership import K8S_LABELS
+from gke_inference.results import summarize
 
 
 def config_map(namespace: str, name: str, data: dict, labels: dict | None = None) -> dict:
@@ -114,10 +110,3 @@ def test_transient_errors_are_retried(kube_cluster, namespace, sandbox, clean_fa
         e["status"] for e in sandbox.requests("kube") if e["method"] == "PATCH" and e["path"].endswith(path)
     ]
     assert statuses == [status, status, 201]
-
-
-def test_label_selector_formatting():
-    assert format_label_selector({"app": "x", "tier": "y"}) == "app=x,tier=y"
-    assert format_label_selector("app=x") == "app=x"
-    assert format_label_selector({}) is None
-    assert format_label_selector(None) is None

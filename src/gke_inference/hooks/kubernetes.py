@@ -14,7 +14,10 @@ any request once google-auth counts it expired, and once more when the cluster a
 from __future__ import annotations
 
 import functools
+import os
+import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -26,14 +29,14 @@ from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.kube_config import FileOrData
 from kubernetes.dynamic import DynamicClient, Resource
+from kubernetes.dynamic.discovery import LazyDiscoverer
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
 from gke_inference.cluster_target import DEFAULT_GCP_CONN_ID, ClusterTarget
 from gke_inference.hooks._base import CredentialsRefusedError, credentials_refused, is_refused_credential
 from gke_inference.hooks._retry import DEFAULT_RETRY, describe_error
 from gke_inference.hooks.gke import GKEClusterHook
-from gke_inference.kube_objects import find_condition, format_label_selector  # noqa: F401 (re-exported)
-from gke_inference.manifests import object_ref
+from gke_inference.kube_objects import condition_status, format_label_selector, object_ref
 from gke_inference.ownership import is_owned_k8s_object
 
 FIELD_MANAGER = "airflow-gke-inference-gateway"
@@ -63,14 +66,6 @@ class ApplyResult:
 class DeleteResult:
     ref: str
     action: DeleteAction
-
-
-def summarize(results: Iterable[ApplyResult | DeleteResult]) -> dict[str, list[str]]:
-    """Group results by action: {"created": [...], "updated": [...], ...} (small and JSON-able)."""
-    summary: dict[str, list[str]] = {}
-    for result in results:
-        summary.setdefault(result.action, []).append(result.ref)
-    return summary
 
 
 class ClusterKubernetesHook(BaseHook):
@@ -162,29 +157,18 @@ class ClusterKubernetesHook(BaseHook):
 
     @cached_property
     def dynamic_client(self) -> DynamicClient:
-        api_client = self.get_conn()
-        # Discovery happens here; a fresh cache per hook, never a stale file from an earlier cluster.
-        client = self._call(DynamicClient, api_client)
-        self._call(client.resources.invalidate_cache)
-        return client
-
-    def invalidate_discovery(self) -> None:
-        """Forget the discovered kinds (call after installing CRDs)."""
-        self._call(self.dynamic_client.resources.invalidate_cache)
+        """Discovery runs here, once per hook (``/version``, ``/apis``; each group version when first used)."""
+        return self._call(DynamicClient, self.get_conn(), discoverer=InMemoryDiscoverer)
 
     def resource(self, api_version: str, kind: str) -> Resource:
-        """The API resource for a kind; rediscovers once when the kind is new (e.g. a fresh CRD)."""
-        resources = self.dynamic_client.resources
+        """The API resource for a kind. A kind not in the discovered set makes the discoverer look
+        again once (LazyDiscoverer.search), so a CRD installed since discovery is found."""
         try:
-            return self._call(resources.get, api_version=api_version, kind=kind)
+            return self._call(self.dynamic_client.resources.get, api_version=api_version, kind=kind)
         except ResourceNotFoundError:
-            self.invalidate_discovery()
-            try:
-                return self._call(resources.get, api_version=api_version, kind=kind)
-            except ResourceNotFoundError:
-                raise ResourceNotFoundError(
-                    f"the cluster serves no {kind} in {api_version} (is its CRD installed?)"
-                ) from None
+            raise ResourceNotFoundError(
+                f"the cluster serves no {kind} in {api_version} (is its CRD installed?)"
+            ) from None
 
     # Reads
 
@@ -292,7 +276,8 @@ class ClusterKubernetesHook(BaseHook):
         return DeleteResult(ref, "deleted")
 
     def wait_for_crds_established(self, crd_names: Iterable[str], timeout: float) -> None:
-        """Block until every named CRD reports Established=True, then refresh discovery."""
+        """Block until every named CRD reports Established=True. Their kinds need no refresh here:
+        ``resource()`` finds a kind discovered since (the discoverer looks again on a miss)."""
         pending = set(crd_names)
         deadline = time.monotonic() + timeout
         while pending:
@@ -307,7 +292,23 @@ class ClusterKubernetesHook(BaseHook):
                     f"CRDs not Established after {timeout:.0f} s: {', '.join(sorted(pending))}"
                 )
             time.sleep(CRD_POLL_INTERVAL)
-        self.invalidate_discovery()
+
+
+class InMemoryDiscoverer(LazyDiscoverer):
+    """The library's lazy discovery, kept in memory for the hook's life.
+
+    The default reads and writes a cache file in the temp directory named after the API server's
+    address: a task would start from another cluster's kinds (a reused loopback address, a cluster
+    recreated under the same endpoint), so each hook used to discover twice, once to load and once
+    to throw that away. Here the file is never read nor written (the name is unique and never created).
+    """
+
+    def __init__(self, client: DynamicClient, cache_file: str | None = None) -> None:
+        never_written = os.path.join(tempfile.gettempdir(), f"gke-inference-discovery-{uuid.uuid4().hex}")
+        super().__init__(client, never_written)
+
+    def _write_cache(self) -> None:
+        pass
 
 
 class BoundedApiClient(ApiClient):
@@ -333,8 +334,3 @@ def _apply_action(before: dict | None, resource_version_after: str | None) -> Ap
     if (before.get("metadata") or {}).get("resourceVersion") == resource_version_after:
         return "unchanged"
     return "updated"
-
-
-def condition_status(obj: Mapping[str, Any], condition_type: str) -> str | None:
-    """The status ("True"/"False"/"Unknown") of a status condition, or None when absent."""
-    return (find_condition(obj, condition_type) or {}).get("status")

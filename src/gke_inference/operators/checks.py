@@ -138,17 +138,14 @@ class _GatewayCheck(ClusterTaskMixin, BaseOperator):
     first looks at what the check depends on (the cluster, the Gateway, the InferencePool) and fails
     for good, naming it, when one is gone."""
 
+    cluster_required = False  # without cluster arguments, a check looks only at the gateway
     template_fields: Sequence[str] = (
         "gateway_address",
         "port",
         "model",
         "prompt",
         "max_tokens",
-        "cluster_name",
-        "location",
-        "project_id",
-        "gcp_conn_id",
-        "impersonation_chain",
+        *ClusterTaskMixin.cluster_template_fields,
         "namespace",
         "gateway_name",
         "pool_name",
@@ -163,11 +160,6 @@ class _GatewayCheck(ClusterTaskMixin, BaseOperator):
         port: int = 80,
         max_tokens: int = DEFAULT_MAX_TOKENS,
         request_timeout: float = 120.0,
-        cluster_name: str | None = None,
-        location: str | None = None,
-        project_id: str | None = None,
-        gcp_conn_id: str = "google_cloud_default",
-        impersonation_chain: str | Sequence[str] | None = None,
         namespace: str = "default",
         gateway_name: str = "",
         pool_name: str = "",
@@ -183,7 +175,6 @@ class _GatewayCheck(ClusterTaskMixin, BaseOperator):
         self.prompt = prompt
         self.max_tokens = max_tokens
         self.request_timeout = request_timeout
-        self._init_cluster(cluster_name, location, project_id, gcp_conn_id, impersonation_chain)
         self.namespace = namespace
         self.gateway_name = gateway_name
         self.pool_name = pool_name

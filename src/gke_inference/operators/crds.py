@@ -15,7 +15,8 @@ from gke_inference.arguments import arrives_later
 from gke_inference.cluster_target import ClusterTaskMixin
 from gke_inference.errors import failing_fast
 from gke_inference.gke_version import MANAGED_INFERENCE_POOL_SINCE, serves_inference_pool_crd
-from gke_inference.operators.workloads import ApplyManifestsOperator, summarized
+from gke_inference.operators.workloads import ApplyManifestsOperator
+from gke_inference.results import summarize
 
 if TYPE_CHECKING:
     from gke_inference.hooks.kubernetes import ClusterKubernetesHook
@@ -77,7 +78,7 @@ class InstallCrdsOperator(ApplyManifestsOperator):
             )
             missing = self._missing_gke_served_crds(hook)
             version = self._cluster_version(hook) if missing else None
-        result = {"crd_set": self.crd_set, **summarized(results)}
+        result = {"crd_set": self.crd_set, **summarize(results)}
         if not missing:
             return result
         if not serves_inference_pool_crd(version):
@@ -153,6 +154,7 @@ class ChooseCrdSetOperator(ClusterTaskMixin, BaseBranchOperator):
     """
 
     template_fields: Sequence[str] = (*ClusterTaskMixin.cluster_template_fields, "cluster")
+    cluster_required = False  # given the sensor's result, it needs no cluster to ask
 
     def __init__(
         self,
@@ -160,15 +162,9 @@ class ChooseCrdSetOperator(ClusterTaskMixin, BaseBranchOperator):
         objective_only_task_id: str,
         full_set_task_id: str,
         cluster: Mapping[str, Any] | None = None,
-        cluster_name: str | None = None,
-        location: str | None = None,
-        project_id: str | None = None,
-        gcp_conn_id: str = "google_cloud_default",
-        impersonation_chain: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self._init_cluster(cluster_name, location, project_id, gcp_conn_id, impersonation_chain)
         if cluster is not None and not isinstance(cluster, Mapping) and not arrives_later(cluster):
             raise TypeError(f"cluster must be the cluster sensor's result (a mapping), got {cluster!r}")
         self.cluster = cluster

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
@@ -11,12 +11,9 @@ from airflow.sdk.exceptions import AirflowFailException
 from gke_inference import manifests
 from gke_inference.cluster_target import ClusterTaskMixin
 from gke_inference.errors import failing_fast
-from gke_inference.manifests import object_ref
+from gke_inference.kube_objects import object_ref
 from gke_inference.ownership import K8S_LABELS
 from gke_inference.results import one
-
-if TYPE_CHECKING:
-    pass
 
 # The hooks pull in the Kubernetes and Google clients; they are imported where a task runs, never
 # when the scheduler parses the DAG.
@@ -39,17 +36,11 @@ class HuggingFaceSecretOperator(ClusterTaskMixin, BaseOperator):
     def __init__(
         self,
         *,
-        cluster_name: str,
-        location: str,
         namespace: str,
         hf_conn_id: str = "huggingface_default",
-        project_id: str | None = None,
-        gcp_conn_id: str = "google_cloud_default",
-        impersonation_chain: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self._init_cluster(cluster_name, location, project_id, gcp_conn_id, impersonation_chain)
         self.namespace = namespace
         self.hf_conn_id = hf_conn_id
 

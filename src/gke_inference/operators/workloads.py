@@ -7,7 +7,7 @@ already right. Manifests come from include/manifests/ rendered with ``values`` (
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
@@ -16,10 +16,8 @@ from gke_inference import manifests
 from gke_inference.arguments import arrives_later
 from gke_inference.cluster_target import ClusterTaskMixin
 from gke_inference.errors import failing_fast, is_service_disabled
-from gke_inference.manifests import object_ref
-
-if TYPE_CHECKING:
-    pass
+from gke_inference.kube_objects import object_ref
+from gke_inference.results import summarize
 
 # The hooks pull in the Kubernetes and Google clients; they are imported where a task runs, never
 # when the scheduler parses the DAG.
@@ -71,16 +69,10 @@ class ApplyManifestsOperator(ClusterTaskMixin, BaseOperator):
         *,
         manifest: str | Sequence[str],
         values: Mapping[str, Any],
-        cluster_name: str,
-        location: str,
-        project_id: str | None = None,
-        gcp_conn_id: str = "google_cloud_default",
-        impersonation_chain: str | Sequence[str] | None = None,
         step: str = "",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self._init_cluster(cluster_name, location, project_id, gcp_conn_id, impersonation_chain)
         self.manifests = [manifest] if isinstance(manifest, str) else list(manifest)
         if not self.manifests:
             raise ValueError("ApplyManifestsOperator needs at least one manifest")
@@ -100,7 +92,7 @@ class ApplyManifestsOperator(ClusterTaskMixin, BaseOperator):
         objects = self.render(context)
         with failing_fast(f"Applying {', '.join(self.manifests)} ({self.step})"):
             results = self.kube_hook.apply(objects)
-        summary = summarized(results)
+        summary = summarize(results)
         self.log.info("Applied %d objects: %s", len(results), {k: len(v) for k, v in summary.items()})
         return summary
 
@@ -122,19 +114,13 @@ class DeleteManifestsOperator(ClusterTaskMixin, BaseOperator):
     def __init__(
         self,
         *,
-        cluster_name: str,
-        location: str,
         namespace: str,
         values: Mapping[str, Any],
         manifest: str | Sequence[str] = WORKLOAD_MANIFESTS,
         delete_hf_secret: bool = True,
-        project_id: str | None = None,
-        gcp_conn_id: str = "google_cloud_default",
-        impersonation_chain: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self._init_cluster(cluster_name, location, project_id, gcp_conn_id, impersonation_chain)
         self.manifests = [manifest] if isinstance(manifest, str) else list(manifest)
         self.namespace = namespace
         _check_values(values)
@@ -167,7 +153,7 @@ class DeleteManifestsOperator(ClusterTaskMixin, BaseOperator):
                     raise
                 self.log.info("Cluster %s does not exist; nothing to delete", self.cluster_name)
                 return absent
-        return summarized(results)
+        return summarize(results)
 
     def _why_no_workloads(self) -> str | None:
         from gke_inference.hooks.gke import not_serving
@@ -180,12 +166,6 @@ class DeleteManifestsOperator(ClusterTaskMixin, BaseOperator):
 def _check_values(values: Any) -> None:
     if not isinstance(values, Mapping) and not arrives_later(values):
         raise TypeError(f"values must be a mapping (the run's plan), got {type(values).__name__}")
-
-
-def summarized(results) -> dict[str, list[str]]:
-    from gke_inference.hooks.kubernetes import summarize as summarize_results
-
-    return summarize_results(results)
 
 
 def _is_not_found(exc: BaseException) -> bool:

@@ -37,11 +37,6 @@ class ClusterRunningSensor(ClusterTaskMixin, BaseSensorOperator):
     def __init__(
         self,
         *,
-        cluster_name: str,
-        location: str,
-        project_id: str | None = None,
-        gcp_conn_id: str = "google_cloud_default",
-        impersonation_chain: str | Sequence[str] | None = None,
         timeout: float = 1800,
         poll_interval: float = 15,
         tutorial_step: str = "2.1",
@@ -52,7 +47,6 @@ class ClusterRunningSensor(ClusterTaskMixin, BaseSensorOperator):
         super().__init__(**kwargs)
         check_when_built(seconds, timeout, "timeout")
         check_when_built(seconds, poll_interval, "poll_interval")
-        self._init_cluster(cluster_name, location, project_id, gcp_conn_id, impersonation_chain)
         self.wait_timeout = timeout
         self.poll_interval = poll_interval
         self.tutorial_step = tutorial_step

@@ -49,13 +49,8 @@ class _ClusterWaitSensor(ClusterTaskMixin, BaseSensorOperator):
     def __init__(
         self,
         *,
-        cluster_name: str,
-        location: str,
         wait_timeout: float | None = None,
         namespace: str = "default",
-        project_id: str | None = None,
-        gcp_conn_id: str = "google_cloud_default",
-        impersonation_chain: str | Sequence[str] | None = None,
         poll_interval: float = 5.0,
         log_interval: float = 30.0,
         deferrable: bool = True,
@@ -70,7 +65,6 @@ class _ClusterWaitSensor(ClusterTaskMixin, BaseSensorOperator):
         kwargs.setdefault("poke_interval", poll_interval)
         kwargs.setdefault("mode", "poke")
         super().__init__(**kwargs)
-        self._init_cluster(cluster_name, location, project_id, gcp_conn_id, impersonation_chain)
         self.tutorial_step = f"tutorial {tutorial_step}"
         self.namespace = namespace
         self.wait_timeout = wait_timeout

@@ -43,20 +43,14 @@ class GatewayReleasedSensor(ClusterTaskMixin, BaseSensorOperator):
     def __init__(
         self,
         *,
-        cluster_name: str,
-        location: str,
         namespace: str,
         gateway_name: str,
         network_name: str,
-        project_id: str | None = None,
-        gcp_conn_id: str = "google_cloud_default",
-        impersonation_chain: str | Sequence[str] | None = None,
         wait_timeout: float = 1800,
         poll_interval: float = 10.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self._init_cluster(cluster_name, location, project_id, gcp_conn_id, impersonation_chain)
         self.namespace = namespace
         self.gateway_name = gateway_name
         self.network_name = network_name

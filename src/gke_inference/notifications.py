@@ -4,16 +4,22 @@ Targets come from the environment at parse time, like the schedule; each names a
 so the SMTP password and the webhook token stay in the connection and never in a message or a log:
 
 - ``GKE_INFERENCE_NOTIFY_SMTP_CONN_ID`` + ``GKE_INFERENCE_NOTIFY_EMAIL_TO``: mail through the smtp
-  provider's ``SmtpNotifier`` (the connection's extra ``from_email`` is the sender).
+  provider's ``SmtpNotifier`` (the connection's extra ``from_email`` is the sender; comma-separated
+  recipients).
 - ``GKE_INFERENCE_NOTIFY_WEBHOOK_CONN_ID``: a Slack-compatible incoming webhook through the slack
-  provider's ``SlackWebhookNotifier`` (connection type ``slackwebhook``: the token in the password,
+  provider's ``SlackWebhookHook`` (connection type ``slackwebhook``: the token in the password,
   the base URL in the host).
 - ``GKE_INFERENCE_NOTIFY_ON_SCHEDULED_SUCCESS=true``: also say when a scheduled run succeeded.
+- ``GKE_INFERENCE_NOTIFY_DEADLINE_MINUTES`` (default 180): a run not done that long after it was
+  queued is reported (an Airflow Deadline Alert).
 
 Wiring (``dags/gke_inference_gateway.py``)::
 
     with DAG(..., default_args={..., **notifications.task_callbacks()}, **notifications.dag_callbacks(),
-             deadline=notifications.deadline_alert(timedelta(hours=2))) as dag:
+             deadline=notifications.deadline_alert()) as dag:
+
+The DAG file builds these at parse time; the smtp and slack providers (and slack_sdk, aiosmtplib) are
+imported only when a message is sent: importing them cost ~0.27 s on every parse of the DAG file.
 
 Failures are reported per task (a task's ``on_failure_callback`` runs after its last try): it is the
 one callback whose context holds the exception, and with teardown running after a failed build the
@@ -22,19 +28,17 @@ run's last failed task is often not the cause.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 import os
 import re
 from collections.abc import Callable
 from datetime import timedelta
-from functools import cached_property
 from typing import Any
 from urllib.parse import quote
 
-from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
-from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
-from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+from airflow.sdk import BaseNotifier
 
 from gke_inference.docs import TASK_DOCS
 
@@ -49,6 +53,7 @@ SMTP_CONN_ENV = "GKE_INFERENCE_NOTIFY_SMTP_CONN_ID"
 EMAIL_TO_ENV = "GKE_INFERENCE_NOTIFY_EMAIL_TO"
 WEBHOOK_CONN_ENV = "GKE_INFERENCE_NOTIFY_WEBHOOK_CONN_ID"
 ON_SUCCESS_ENV = "GKE_INFERENCE_NOTIFY_ON_SCHEDULED_SUCCESS"
+DEADLINE_ENV = "GKE_INFERENCE_NOTIFY_DEADLINE_MINUTES"
 FINISHED = ("success", "failed")
 NOT_CONFIGURED = (
     f"No notification sent: no target configured (set {SMTP_CONN_ENV} + {EMAIL_TO_ENV} "
@@ -103,57 +108,101 @@ def as_html(text: str) -> str:
     return "<pre>" + html.escape(text) + "</pre>"
 
 
-class GatewayMailNotifier(SmtpNotifier):
-    """``SmtpNotifier`` whose subject and body are this project's message.
+class MailTarget:
+    """Mail through the smtp provider's ``SmtpNotifier``, built only when a message is sent."""
 
-    The message is set in ``notify``, after the notifier rendered its template fields, so an error
-    text holding ``{{`` is sent as it is, never rendered as Jinja."""
+    def __init__(self, conn_id: str, to: list[str]) -> None:
+        self.conn_id, self.to = conn_id, to
 
-    def __init__(self, message: Callable[[dict], tuple[str, str]], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.message = message
+    def notifier(self, subject: str, text: str):
+        from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
-    def notify(self, context):
-        subject, text = self.message(context)
-        self.subject, self.html_content = subject, as_html(text)
-        super().notify(context)
-
-
-def webhook_hook(conn_id: str) -> SlackWebhookHook:
-    return SlackWebhookHook(slack_webhook_conn_id=conn_id, logger=WEBHOOK_CLIENT_LOG)
-
-
-class GatewayWebhookNotifier(SlackWebhookNotifier):
-    """``SlackWebhookNotifier`` posting this project's message as the ``text`` of the payload."""
-
-    def __init__(self, message: Callable[[dict], tuple[str, str]], **kwargs: Any) -> None:
-        super().__init__(text="", **kwargs)
-        self.message = message
-
-    @cached_property
-    def hook(self) -> SlackWebhookHook:
-        return webhook_hook(self.slack_webhook_conn_id)
-
-    def notify(self, context):
-        # SlackWebhookNotifier.notify logs the response's api_url, the webhook URL holding the token
-        # (airflow/providers/slack/notifications/slack_webhook.py): send through the hook instead
-        subject, text = self.message(context)
-        response = self.hook.send(text=f"*{subject}*\n{text}")
-        log.info("Sent to webhook connection %s: HTTP %s", self.slack_webhook_conn_id, response.status_code)
-
-
-def configured_notifiers(message: Callable[[dict], tuple[str, str]]) -> list:
-    notifiers: list = []
-    smtp_conn_id, email_to = os.environ.get(SMTP_CONN_ENV), os.environ.get(EMAIL_TO_ENV)
-    if smtp_conn_id and email_to:
-        notifiers.append(
-            GatewayMailNotifier(
-                message, smtp_conn_id=smtp_conn_id, to=[a.strip() for a in email_to.split(",")]
-            )
+        # subject and body are given, so SmtpNotifier.notify renders neither: an error text holding
+        # "{{" is sent as it is, never rendered as Jinja (airflow/providers/smtp/notifications/smtp.py)
+        return SmtpNotifier(
+            smtp_conn_id=self.conn_id, to=self.to, subject=subject, html_content=as_html(text)
         )
-    if webhook_conn_id := os.environ.get(WEBHOOK_CONN_ENV):
-        notifiers.append(GatewayWebhookNotifier(message, slack_webhook_conn_id=webhook_conn_id))
-    return notifiers
+
+    def send(self, subject: str, text: str, context: dict) -> None:
+        self.notifier(subject, text).notify(context)
+
+    async def asend(self, subject: str, text: str, context: dict) -> None:
+        await self.notifier(subject, text).async_notify(context)
+
+
+class WebhookTarget:
+    """A Slack-compatible incoming webhook through the slack provider's hook, imported when sending.
+
+    Not ``SlackWebhookNotifier.notify``: it logs the response's api_url, the webhook URL holding the
+    token (airflow/providers/slack/notifications/slack_webhook.py)."""
+
+    def __init__(self, conn_id: str) -> None:
+        self.conn_id = conn_id
+
+    def hook(self):
+        from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
+
+        return SlackWebhookHook(slack_webhook_conn_id=self.conn_id, logger=WEBHOOK_CLIENT_LOG)
+
+    def send(self, subject: str, text: str, context: dict) -> None:
+        self.sent(self.hook().send(text=f"*{subject}*\n{text}"))
+
+    async def asend(self, subject: str, text: str, context: dict) -> None:
+        self.sent(await self.hook().async_send(text=f"*{subject}*\n{text}"))
+
+    def sent(self, response) -> None:
+        log.info("Sent to webhook connection %s: HTTP %s", self.conn_id, response.status_code)
+
+
+class GatewayNotifier(BaseNotifier):
+    """A notifier (``on_failure_callback`` / ``on_success_callback``) sending this project's message.
+
+    Nothing is rendered as a template: the message is built from the context when it is sent."""
+
+    template_fields = ()
+
+    def __init__(
+        self, message: Callable[[dict], tuple[str, str]], target: MailTarget | WebhookTarget
+    ) -> None:
+        super().__init__()
+        self.message, self.target = message, target
+
+    def notify(self, context):
+        subject, text = self.message(context)
+        self.target.send(subject, text, context)
+
+
+def configured_targets(smtp_conn_id: str, email_to: str, webhook_conn_id: str) -> list:
+    targets: list = []
+    if smtp_conn_id and email_to:
+        targets.append(MailTarget(smtp_conn_id, [a.strip() for a in email_to.split(",")]))
+    if webhook_conn_id:
+        targets.append(WebhookTarget(webhook_conn_id))
+    return targets
+
+
+def targets_from_env() -> dict[str, str]:
+    """The targets as plain strings (a Deadline Alert's callback kwargs are serialized)."""
+    smtp_conn_id, email_to = os.environ.get(SMTP_CONN_ENV, ""), os.environ.get(EMAIL_TO_ENV, "")
+    return {
+        "smtp_conn_id": smtp_conn_id if email_to else "",
+        "email_to": email_to if smtp_conn_id else "",
+        "webhook_conn_id": os.environ.get(WEBHOOK_CONN_ENV, ""),
+    }
+
+
+def configured_notifiers(message: Callable[[dict], tuple[str, str]]) -> list[GatewayNotifier]:
+    return [GatewayNotifier(message, target) for target in configured_targets(**targets_from_env())]
+
+
+@contextlib.contextmanager
+def each_target_on_its_own(target: MailTarget | WebhookTarget):
+    """A target that cannot be reached is logged, and the next one still tried (as Airflow does for
+    a task's list of callbacks: airflow/sdk/execution_time/task_runner.py)."""
+    try:
+        yield
+    except Exception:
+        log.exception("Notification through %s connection %s failed", type(target).__name__, target.conn_id)
 
 
 def say_not_configured(context: dict) -> None:
@@ -169,7 +218,8 @@ def notify_if_scheduled(notifiers: list) -> Callable[[dict], None]:
     def callback(context: dict) -> None:
         if str(context["dag_run"].run_type) == "scheduled":
             for notifier in notifiers:
-                notifier(context)
+                with each_target_on_its_own(notifier.target):
+                    notifier(context)
 
     return callback
 
@@ -213,31 +263,24 @@ async def deadline_missed(
         )
         return
     subject, text = deadline_message(context)
-    if smtp_conn_id and email_to:
-        mail = SmtpNotifier(
-            smtp_conn_id=smtp_conn_id, to=email_to.split(","), subject=subject, html_content=as_html(text)
-        )
-        await mail.async_notify(context)
-    if webhook_conn_id:
-        response = await webhook_hook(webhook_conn_id).async_send(text=f"*{subject}*\n{text}")
-        log.info("Sent to webhook connection %s: HTTP %s", webhook_conn_id, response.status_code)
+    for target in configured_targets(smtp_conn_id, email_to, webhook_conn_id):
+        with each_target_on_its_own(target):
+            await target.asend(subject, text, context)
 
 
-def deadline_alert(interval: timedelta):
-    """``DAG(deadline=...)``: alert the configured targets when a run is not done ``interval`` after it
-    was queued; ``None`` (no deadline) when no target is configured."""
+def deadline_alert(default: timedelta = timedelta(hours=3)):
+    """``DAG(deadline=...)``: alert the configured targets when a run is not done ``default`` (or
+    ``GKE_INFERENCE_NOTIFY_DEADLINE_MINUTES``) after it was queued; ``None`` (no deadline) when no
+    target is configured."""
     from airflow.sdk.definitions.callback import AsyncCallback
     from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
-    targets = {
-        "smtp_conn_id": os.environ.get(SMTP_CONN_ENV, "") if os.environ.get(EMAIL_TO_ENV) else "",
-        "email_to": os.environ.get(EMAIL_TO_ENV, "") if os.environ.get(SMTP_CONN_ENV) else "",
-        "webhook_conn_id": os.environ.get(WEBHOOK_CONN_ENV, ""),
-    }
+    targets = targets_from_env()
     if not any(targets.values()):
         return None
+    minutes = os.environ.get(DEADLINE_ENV)
     return DeadlineAlert(
         reference=DeadlineReference.DAGRUN_QUEUED_AT,
-        interval=interval,
+        interval=timedelta(minutes=int(minutes)) if minutes else default,
         callback=AsyncCallback(deadline_missed, kwargs=targets),
     )

@@ -7,6 +7,7 @@ import asyncio
 import datetime
 import json
 import logging
+import os
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -159,8 +160,9 @@ def assert_names_the_failure(text: str, run_id: str) -> None:
 
 
 def assert_logged_without_secrets(logged: str) -> None:
+    for secret in (SMTP_PASSWORD, WEBHOOK_TOKEN):
+        assert secret not in logged and quote(secret, safe="") not in logged  # as is, or in a URI
     assert "Sent to webhook connection notify_webhook: HTTP 200" in logged
-    assert SMTP_PASSWORD not in logged and WEBHOOK_TOKEN not in logged
 
 
 def test_failed_run_is_mailed_and_posted_without_secrets(targets, probe_dags_folder, caplog):
@@ -184,8 +186,9 @@ def test_failed_run_is_mailed_and_posted_without_secrets(targets, probe_dags_fol
     import html
 
     assert_names_the_failure(html.unescape(body), run.run_id)
-    assert SMTP_PASSWORD.encode() not in inbox.mails[0]
-    assert WEBHOOK_TOKEN.encode() not in inbox.mails[0]
+    # the body travels base64-encoded: search the mail as read, and as sent
+    for received in (body, inbox.mails[0].decode()):
+        assert SMTP_PASSWORD not in received and WEBHOOK_TOKEN not in received
 
     assert len(posts) == 1
     path, payload = posts[0]
@@ -272,3 +275,40 @@ def test_deadline_of_a_run_that_already_failed_sends_nothing(targets):
     }
     asyncio.run(notifications.deadline_missed(context=context, **alert.callback.kwargs))
     assert inbox.mails == [] and posts == []
+
+
+def test_an_error_holding_jinja_is_sent_as_it_is(targets):
+    """The message is built from the context when sent and never rendered as a template: an error
+    text that holds "{{ ... }}" (a Jinja error from a templated field, say) arrives unchanged."""
+    inbox, posts = targets
+    ti = SimpleNamespace(
+        dag_id=DAG_ID, task_id=FAILING_TASK, run_id="manual__1", try_number=1, log_url=f"{BASE_URL}/log"
+    )
+    error = ValueError("template {{ ti.run_id }} could not be rendered")
+    for notifier in notifications.task_callbacks()["on_failure_callback"]:
+        notifier({"ti": ti, "exception": error})
+    import email
+    import html
+
+    mail = email.message_from_bytes(inbox.mails[0])
+    (body,) = [
+        p.get_payload(decode=True).decode() for p in mail.walk() if p.get_content_type() == "text/html"
+    ]
+    assert "Error: ValueError: template {{ ti.run_id }} could not be rendered" in html.unescape(body)
+    assert "template {{ ti.run_id }} could not" in json.loads(posts[0][1])["text"]
+
+
+def test_an_unreachable_mail_server_does_not_stop_the_webhook(targets, monkeypatch, caplog):
+    """The deadline alert and the scheduled-success announcement try every target on its own."""
+    inbox, posts = targets
+    unreachable = json.loads(os.environ["AIRFLOW_CONN_NOTIFY_SMTP"]) | {"port": free_port()}
+    monkeypatch.setenv("AIRFLOW_CONN_NOTIFY_SMTP", json.dumps(unreachable))
+    context = {
+        "dag_run": {"dag_id": DAG_ID, "dag_run_id": "scheduled__1", "state": "running", "queued_at": None},
+        "deadline": {"id": "d1", "deadline_time": "2026-01-05T02:00:01Z"},
+    }
+    alert = notifications.deadline_alert(datetime.timedelta(hours=2))
+    with caplog.at_level(logging.INFO, logger=notifications.__name__):
+        asyncio.run(notifications.deadline_missed(context=context, **alert.callback.kwargs))
+    assert inbox.mails == [] and len(posts) == 1
+    assert "Notification through MailTarget connection notify_smtp failed" in caplog.text

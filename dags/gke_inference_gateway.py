@@ -7,8 +7,11 @@ Llama-3.1-8B-Instruct, an InferencePool with its Endpoint Picker, a Gateway and 
 body-based routing so that only the right model name passes. One TaskGroup per tutorial section;
 every task is idempotent and retries on its own; waits are deferrable.
 
-Modes: `ensure` (manual default) creates what is missing; `rebuild` (every scheduled run) tears
-down what this DAG owns and builds again; `teardown` only tears down.
+Modes: `ensure` (manual default) creates what is missing; `rebuild` (scheduled runs, unless
+GKE_INFERENCE_SCHEDULE_MODE=ensure) tears down what this DAG owns and builds again; `teardown` only
+tears down. Cost guard: `keep_for_hours` tears a verified environment down after that long, and
+`on_failure` = teardown (scheduled runs' default) removes what a failed build left; the run still
+ends failed.
 """
 
 from __future__ import annotations
@@ -21,12 +24,16 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.python import ShortCircuitOperator
 from airflow.sdk import DAG, TaskGroup
 
+from gke_inference import notifications
 from gke_inference.docs import task_doc
+from gke_inference.endpoint_asset import ENDPOINT_ALIAS
 from gke_inference.operators.checks import ChatCompletionCheckOperator, ModelRoutingCheckOperator
 from gke_inference.operators.cluster import EnsureAutopilotClusterOperator
+from gke_inference.operators.cost_guard import CostGuardGateOperator, KeepForOperator
 from gke_inference.operators.crds import ChooseCrdSetOperator, InstallCrdsOperator
 from gke_inference.operators.hf_secret import HuggingFaceSecretOperator
 from gke_inference.operators.plan import ChooseModeOperator, PlanRunOperator, is_rebuild
+from gke_inference.operators.plan_changes import PlanChangesOperator, builds_after_plan
 from gke_inference.operators.preflight import PreflightOperator
 from gke_inference.operators.project_network import (
     EnableApisOperator,
@@ -34,21 +41,16 @@ from gke_inference.operators.project_network import (
     EnsureSubnetworkOperator,
 )
 from gke_inference.operators.report import RunReportOperator
-from gke_inference.operators.teardown_gcp import (
-    DeleteClusterOperator,
-    DeleteNetworkOperator,
-    DeleteSubnetworkOperator,
-    SweepGatewayLoadBalancerOperator,
-)
-from gke_inference.operators.workloads import ApplyManifestsOperator, DeleteManifestsOperator
-from gke_inference.params import build_params
+from gke_inference.operators.workloads import ApplyManifestsOperator
+from gke_inference.params import build_params, schedule_mode
 from gke_inference.sensors.cluster import ClusterRunningSensor
 from gke_inference.sensors.kubernetes import GatewayAddressSensor, PodsReadySensor
-from gke_inference.sensors.teardown import GatewayReleasedSensor
+from gke_inference.teardown_group import teardown_group
 from gke_inference.timing import record_start, record_timing
 
 # Read at parse time from the environment, never from the metadata DB: "none" disables the schedule.
 SCHEDULE = os.environ.get("GKE_INFERENCE_SCHEDULE", "@weekly")
+SCHEDULE_MODE = schedule_mode()  # GKE_INFERENCE_SCHEDULE_MODE: what a scheduled run does
 RETRY_DELAY = timedelta(seconds=int(os.environ.get("GKE_INFERENCE_RETRY_DELAY_SECONDS", "30")))
 
 with DAG(
@@ -69,12 +71,16 @@ with DAG(
         "execution_timeout": timedelta(minutes=30),
         "pre_execute": record_start,
         "post_execute": record_timing,
+        # each task's final failure is mailed / posted to the targets named in the environment
+        **notifications.task_callbacks(),
     },
+    **notifications.dag_callbacks(),
+    deadline=notifications.deadline_alert(),
     tags=["gke", "inference-gateway", "vllm"],
 ) as dag:
     # The only task that reads the run's params: every later task takes its values from the plan,
     # typed, as `plan["key"]` (each key is its own XCom), never as a "{{ params.x }}" string.
-    plan_run = PlanRunOperator(task_id="plan_run")
+    plan_run = PlanRunOperator(task_id="plan_run", schedule_mode=SCHEDULE_MODE)
     plan = plan_run.output
     gcp = {"project_id": plan["project_id"], "gcp_conn_id": plan["gcp_conn_id"]}
     regional = {**gcp, "region": plan["region"]}
@@ -91,53 +97,25 @@ with DAG(
 
     preflight = PreflightOperator(task_id="preflight", **pre_flight, hf_conn_id=plan["hf_conn_id"])
     choose_mode = ChooseModeOperator(
-        task_id="choose_mode", mode=plan["mode"], build_task_id="build", teardown_task_id="teardown.start"
+        task_id="choose_mode",
+        mode=plan["mode"],
+        build_task_id="build",
+        teardown_task_id="teardown.start",
+        plan_task_id="plan_changes",
     )
     build = EmptyOperator(task_id="build")
+    # mode plan: read what the DAG's own tasks would create and delete, report it, change nothing;
+    # then stop: the build's first task and the run report are skipped (their "one success" trigger
+    # rules would count plan_run's success).
+    plan_changes = PlanChangesOperator(task_id="plan_changes", plan=plan)
+    stop_after_plan = ShortCircuitOperator(
+        task_id="stop_after_plan", python_callable=builds_after_plan, ignore_downstream_trigger_rules=False
+    )
+    choose_mode >> plan_changes >> stop_after_plan
 
-    with TaskGroup("teardown") as teardown:
-        # Teardown must work when things are broken: once it has started, the cluster delete runs
-        # whether deleting the workloads and waiting for the load balancer worked or not (the sweep
-        # removes what GKE left). From the cluster on, each delete needs the one before it done:
-        # a subnet cannot go while the cluster uses it, nor the VPC while it holds a subnet.
-        start = EmptyOperator(task_id="start")
-        whatever_came_before = {"trigger_rule": "all_done_min_one_success"}
-        delete_workloads = DeleteManifestsOperator(
-            task_id="delete_workloads", **cluster_target, namespace=plan["namespace"], values=plan
-        )
-        # GKE removes the Gateway's load balancer over minutes; the cluster must outlive that.
-        wait_gateway_released = GatewayReleasedSensor(
-            task_id="wait_gateway_released",
-            **whatever_came_before,
-            **cluster_target,
-            namespace=plan["namespace"],
-            gateway_name=plan["gateway_name"],
-            network_name=plan["network_name"],
-            wait_timeout=1800,
-        )
-        delete_cluster = DeleteClusterOperator(
-            task_id="delete_cluster", **cluster_target, **whatever_came_before
-        )
-        sweep_load_balancer = SweepGatewayLoadBalancerOperator(
-            task_id="sweep_load_balancer",
-            **regional,
-            network_name=plan["network_name"],
-            subnetwork_names=[plan["subnet_name"], plan["proxy_subnet_name"]],
-            namespace=plan["namespace"],
-            gateway_name=plan["gateway_name"],
-        )
-        delete_proxy_subnet = DeleteSubnetworkOperator(
-            task_id="delete_proxy_subnet", **regional, subnetwork_name=plan["proxy_subnet_name"]
-        )
-        delete_node_subnet = DeleteSubnetworkOperator(
-            task_id="delete_node_subnet", **regional, subnetwork_name=plan["subnet_name"]
-        )
-        delete_network = DeleteNetworkOperator(
-            task_id="delete_network", **gcp, network_name=plan["network_name"]
-        )
-        start >> [delete_workloads, wait_gateway_released, delete_cluster]
-        delete_workloads >> wait_gateway_released >> delete_cluster >> sweep_load_balancer
-        sweep_load_balancer >> [delete_proxy_subnet, delete_node_subnet] >> delete_network
+    # The mode's teardown (rebuild, teardown); its tasks take the plan from teardown.start.
+    teardown = teardown_group("teardown", plan)
+    start = teardown.get_child_by_label("start")
 
     rebuild_after_teardown = ShortCircuitOperator(
         task_id="rebuild_after_teardown",
@@ -208,8 +186,10 @@ with DAG(
         install_crds_full_set = InstallCrdsOperator(
             task_id="install_crds_full_set", crd_set="full", **cluster_target, values=plan
         )
+        # Whichever CRD set the branch chose is installed (the other one is skipped).
+        crds_installed = EmptyOperator(task_id="crds_installed", trigger_rule="none_failed_min_one_success")
         ensure_cluster >> wait_cluster_running >> choose_crd_set
-        choose_crd_set >> [install_crds_objective_only, install_crds_full_set]
+        choose_crd_set >> [install_crds_objective_only, install_crds_full_set] >> crds_installed
 
     with TaskGroup("model_server") as model_server:
         apply_compute_class = ApplyManifestsOperator(
@@ -235,7 +215,6 @@ with DAG(
             manifest="inferencepool",
             **cluster_target,
             values=plan,
-            trigger_rule="none_failed_min_one_success",
         )
         apply_gateway = ApplyManifestsOperator(
             task_id="apply_gateway", manifest="gateway.yaml", **cluster_target, values=plan
@@ -311,27 +290,42 @@ with DAG(
         chat=check_chat_completion.output,
         rejection=check_wrong_model_rejected.output,
         trigger_rule="none_failed_min_one_success",
+        outlets=[ENDPOINT_ALIAS],
     )
 
-    # A task that takes plan["x"] gets plan_run as a direct upstream. Three tasks may run although
-    # an upstream was skipped or failed (their trigger rules count "one success"): plan_run's success
-    # must not be that one, or a teardown that never started would delete, and an ensure-only or
-    # teardown run would install the InferencePool. They still read the plan (it ran long before).
-    for tolerant in (wait_gateway_released, delete_cluster, apply_inference_pool):
-        tolerant.upstream_task_ids.discard(plan_run.task_id)
-        plan_run.downstream_task_ids.discard(tolerant.task_id)
+    # The cost guard (issue 15 section 3): after a successful verify, wait keep_for_hours (0: keep),
+    # then tear down; after a failed build, tear down if on_failure says so. The gate waits for every
+    # build task (all_done on each, so nothing is still creating), opens the cleanup group or skips it.
+    # run_report stays a leaf, so a failed build leaves the run failed whatever the cleanup does.
+    keep_for = KeepForOperator(task_id="keep_for", hours=plan["keep_for_hours"])
+    build_tasks = [
+        task
+        for group in (project_network, cluster, model_server, gateway, verify, body_routing)
+        for task in group.iter_tasks()
+    ]
+    cleanup = teardown_group(
+        "cleanup",
+        plan,
+        start=CostGuardGateOperator,
+        build_task_ids=[task.task_id for task in build_tasks],
+        keep_for_task_id=keep_for.task_id,
+    )
+    cleanup_gate = cleanup.get_child_by_label("start")
 
     plan_run >> preflight >> choose_mode >> [build, start]
     teardown >> rebuild_after_teardown >> enable_apis
     build >> enable_apis
+    stop_after_plan >> [enable_apis, run_report]
     ensure_node_subnet >> ensure_cluster
     wait_cluster_running >> [apply_compute_class, create_hf_secret]
-    [install_crds_objective_only, install_crds_full_set] >> apply_inference_pool
+    crds_installed >> apply_inference_pool
     ensure_proxy_subnet >> apply_gateway
     deploy_vllm >> wait_model_pods_ready
     apply_gateway >> wait_gateway_address
     check_chat_completion >> install_body_based_router
-    [check_wrong_model_rejected, delete_network] >> run_report
+    [check_wrong_model_rejected, teardown.get_child_by_label("delete_network")] >> run_report
+    check_wrong_model_rejected >> keep_for
+    [*build_tasks, keep_for] >> cleanup_gate
 
 for task in dag.tasks:
     task.doc_md = task_doc(task.task_id)

@@ -23,6 +23,14 @@ TASK_DOCS: dict[str, tuple[str, str]] = {
     ),
     "choose_mode": ("`ensure` builds straight away; `rebuild` and `teardown` tear down first.", "-"),
     "build": ("Join point of the build path.", "-"),
+    "plan_changes": (
+        "mode plan: what an ensure would create or find changed, and what a rebuild or teardown would "
+        "delete, read from the live objects (GET and LIST only); nothing is created or deleted.",
+        "gcloud compute networks describe ${NETWORK}\n"
+        "gcloud container clusters describe ${CLUSTER} --region ${REGION}\n"
+        "kubectl diff -f manifests/",
+    ),
+    "stop_after_plan": ("mode plan ends after its report: the build is skipped.", "-"),
     "teardown.start": (
         "Join point of the teardown path: the cluster delete runs once the teardown starts, whether "
         "deleting the workloads or waiting for the load balancer worked or not.",
@@ -182,6 +190,21 @@ TASK_DOCS: dict[str, tuple[str, str]] = {
         "Fails if the request is accepted.",
         'curl -i -X POST http://${GATEWAY_IP}/v1/chat/completions -H "Content-Type: application/json" -d \'{"model": "meta-llama/Llama-3.1-10B-Instruct", ...}\'',
     ),
+    "cluster.crds_installed": (
+        "Join point after whichever CRD set the branch chose; the InferencePool waits for it.",
+        "-",
+    ),
+    "keep_for": (
+        "Cost guard: after a successful verify, waits `keep_for_hours` (deferred, no worker slot), "
+        "then the cleanup group tears the environment down. 0 keeps it up (skipped).",
+        "sleep $((KEEP_FOR_HOURS * 3600))",
+    ),
+    "cleanup.start": (
+        "Cost guard gate, once every build task is done: opens the cleanup group when `keep_for` "
+        "has passed, or when the build failed and `on_failure` is teardown (scheduled runs' "
+        "default); else skips it. The run still ends failed after a failed build.",
+        "-",
+    ),
     "run_report": (
         "Writes the run report (sections and durations, gateway URL, the model's reply, the "
         "rejection status, what was created and what was found) to its log and XCom.",
@@ -191,5 +214,6 @@ TASK_DOCS: dict[str, tuple[str, str]] = {
 
 
 def task_doc(task_id: str) -> str:
-    what, equivalent = TASK_DOCS[task_id]
+    # The cost guard's cleanup group is built by the same factory as the teardown group.
+    what, equivalent = TASK_DOCS.get(task_id) or TASK_DOCS[task_id.replace("cleanup.", "teardown.", 1)]
     return f"{what}\n\n**By hand:**\n\n```bash\n{equivalent}\n```\n"

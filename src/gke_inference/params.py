@@ -21,7 +21,11 @@ IPV4_CIDR = r"^((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4]
 SEMVER_TAG = r"^v[0-9]+\.[0-9]+\.[0-9]+$"
 HF_MODEL_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"
 
-MODES = ("ensure", "rebuild", "teardown")
+MODES = ("ensure", "rebuild", "teardown", "plan")
+# What a scheduled run does, from the deployment's environment (read at parse time like the schedule).
+SCHEDULE_MODE_ENV = "GKE_INFERENCE_SCHEDULE_MODE"
+SCHEDULE_MODES = ("rebuild", "ensure")
+ON_FAILURE = ("keep", "teardown")
 IMAGE_REFERENCE = r"^[a-z0-9][a-z0-9./_:@-]*$"
 
 # Deployment settings, read at parse time like the schedule: a run may pick a connection or an
@@ -63,6 +67,15 @@ def _seconds(default: int, title: str, description: str) -> Param:
     return Param(
         default, description=description, title=title, section=RUN, type="integer", minimum=30, maximum=7200
     )
+
+
+def schedule_mode() -> str:
+    """rebuild (default): every scheduled run starts from nothing; ensure: it repairs drift and keeps
+    the endpoint up. A wrong value is an import error naming the variable."""
+    mode = os.environ.get(SCHEDULE_MODE_ENV, "rebuild").strip().lower()
+    if mode not in SCHEDULE_MODES:
+        raise ValueError(f"{SCHEDULE_MODE_ENV} is {mode!r}; use one of {', '.join(SCHEDULE_MODES)}")
+    return mode
 
 
 def allowed(env_var: str, default: str, pattern: str | None = None) -> list[str]:
@@ -320,12 +333,35 @@ def build_params() -> dict[str, Param]:
         "mode": Param(
             "ensure",
             description="ensure: create what is missing, keep what exists. rebuild: tear down what this DAG "
-            "owns, then build again. teardown: remove what this DAG owns. Scheduled runs always rebuild; "
-            "manual runs default to ensure.",
+            "owns, then build again. teardown: remove what this DAG owns. plan: change nothing, report what "
+            "ensure would create or find changed and what rebuild or teardown would delete. Scheduled runs do the "
+            f"deployment's schedule mode ({SCHEDULE_MODE_ENV}: rebuild, the default, or ensure); manual "
+            "runs default to ensure.",
             title="Mode",
             section=RUN,
             type="string",
             enum=list(MODES),
+        ),
+        "on_failure": Param(
+            None,
+            description="When the build fails after creating billable resources: keep (leave them for "
+            "debugging) or teardown (remove what this DAG owns; the run still ends failed). Empty: "
+            "keep for manual runs, teardown for scheduled runs.",
+            title="On a failed build",
+            section=RUN,
+            type=["null", "string"],
+            enum=[None, *ON_FAILURE],
+        ),
+        "keep_for_hours": Param(
+            0,
+            description="After a successful verify, tear the environment down after this many hours "
+            "(a deferred wait in the same run, no worker slot held); 0 keeps it up. A weekly 'does the "
+            "recipe still build' run with 1 costs about one GPU node hour, not a week of them.",
+            title="Keep for (hours)",
+            section=RUN,
+            type="number",
+            minimum=0,
+            maximum=720,
         ),
         "gcp_conn_id": _choice(
             GCP_CONN_IDS_ENV, "google_cloud_default", "GCP connection", "Airflow connection to GCP.", RUN

@@ -238,7 +238,8 @@ def _namespace_problems(params: Mapping) -> list[str]:
 
 def _collision_problems(params: Mapping) -> list[str]:
     """Two manifests naming the same object: the second apply would overwrite the first."""
-    from gke_inference.manifests import NAMES, ManifestError, object_ref, render
+    from gke_inference.kube_objects import object_ref
+    from gke_inference.manifests import NAMES, ManifestError, render
 
     refs: list[str] = [f"Secret/{params['namespace']}/{NAMES['hf_secret']}"]
     try:
@@ -254,6 +255,15 @@ def _collision_problems(params: Mapping) -> list[str]:
     ]
 
 
-def effective_mode(requested_mode: str, run_type: str | None) -> str:
-    """A scheduled run rebuilds the environment from scratch; any other run does what it was asked."""
-    return "rebuild" if run_type == "scheduled" else requested_mode
+def effective_mode(requested_mode: str, run_type: str | None, schedule_mode: str = "rebuild") -> str:
+    """A scheduled run does the deployment's schedule mode (GKE_INFERENCE_SCHEDULE_MODE: rebuild from
+    scratch, or ensure: repair drift and keep the endpoint up); any other run does what it was asked."""
+    return schedule_mode if run_type == "scheduled" else requested_mode
+
+
+def effective_on_failure(requested: str | None, run_type: str | None) -> str:
+    """After a failed build, a manual run keeps what it built for debugging; a scheduled run, which
+    nobody watches, tears it down so a GPU node does not bill until someone notices."""
+    if requested:
+        return requested
+    return "teardown" if run_type == "scheduled" else "keep"

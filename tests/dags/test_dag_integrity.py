@@ -14,6 +14,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted((REPO / "dags").glob("*.py"))
 HEAVY_MODULES = ("google.cloud.", "googleapiclient", "kubernetes", "kubernetes_asyncio", "openai", "aiohttp")
+# The notifiers' providers load when a message is sent, never at parse (~0.27 s a parse otherwise);
+# their get_provider_info modules are loaded by Airflow's ProvidersManager anyway.
+HEAVY_MODULES += ("airflow.providers.smtp.hooks", "airflow.providers.smtp.notifications", "aiosmtplib")
+HEAVY_MODULES += ("airflow.providers.slack.hooks", "airflow.providers.slack.notifications", "slack_sdk")
+HEAVY_MODULES += ("airflow.providers.http",)
 # What a DAG file may import at its top level: Airflow's authoring API, the gke_inference package, stdlib.
 ALLOWED_TOP_LEVEL = (
     "airflow.sdk",
@@ -89,6 +94,13 @@ def test_parsing_touches_no_db_no_network_and_no_heavy_client(dag_file, tmp_path
     # A database that cannot exist: any parse-time query fails the probe.
     env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{tmp_path}/missing/dir/airflow.db"
     env["PYTHONPATH"] = str(REPO)
+    # Every notification target configured, so the DAG builds its notifiers and deadline at parse.
+    env.update(
+        GKE_INFERENCE_NOTIFY_SMTP_CONN_ID="notify_smtp",
+        GKE_INFERENCE_NOTIFY_EMAIL_TO="platform@example.com",
+        GKE_INFERENCE_NOTIFY_WEBHOOK_CONN_ID="notify_webhook",
+        GKE_INFERENCE_NOTIFY_ON_SCHEDULED_SUCCESS="true",
+    )
     probe = subprocess.run(
         [sys.executable, "-c", PARSE_PROBE, str(dag_file), json.dumps(HEAVY_MODULES)],
         env=env,
@@ -106,15 +118,17 @@ def test_schedule_is_weekly_and_overridable_from_the_environment(tmp_path):
         "import importlib.util,sys;"
         "spec=importlib.util.spec_from_file_location('d', sys.argv[1]);"
         "m=importlib.util.module_from_spec(spec);spec.loader.exec_module(m);"
-        "print(m.dag.schedule)"
+        "print(m.dag.schedule, m.dag.get_task('plan_run').schedule_mode)"
     )
     dag_file = str(REPO / "dags" / "gke_inference_gateway.py")
     env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("GKE_INFERENCE_SCHEDULE_MODE", None)
     default = subprocess.run([sys.executable, "-c", code, dag_file], env=env, capture_output=True, text=True)
-    assert default.stdout.strip() == "@weekly", default.stderr[-2000:]
-    env["GKE_INFERENCE_SCHEDULE"] = "0 3 * * 1"
+    assert default.stdout.strip() == "@weekly rebuild", default.stderr[-2000:]
+    # What a scheduled run does (GKE_INFERENCE_SCHEDULE_MODE) is read at parse time like the schedule.
+    env.update(GKE_INFERENCE_SCHEDULE="0 3 * * 1", GKE_INFERENCE_SCHEDULE_MODE="ensure")
     custom = subprocess.run([sys.executable, "-c", code, dag_file], env=env, capture_output=True, text=True)
-    assert custom.stdout.strip() == "0 3 * * 1", custom.stderr[-2000:]
+    assert custom.stdout.strip() == "0 3 * * 1 ensure", custom.stderr[-2000:]
 
 
 def test_the_cluster_delete_does_not_depend_on_the_workloads_but_later_deletes_need_the_one_before(dagbag):
@@ -135,17 +149,14 @@ def test_the_cluster_delete_does_not_depend_on_the_workloads_but_later_deletes_n
         "rebuild_after_teardown",
     ):
         assert task(task_id).trigger_rule == "all_success", task_id
-    # plan_run is an upstream of every task that takes plan["x"] (an XComArg), except where its
-    # success would satisfy a "one success" trigger rule on its own: a teardown that did not start.
-    for task_id in (
-        "teardown.wait_gateway_released",
-        "teardown.delete_cluster",
-        "gateway.apply_inference_pool",
-    ):
+    # The group's tasks take the plan from teardown.start, not plan_run: plan_run's success must not
+    # be the "one success" that lets a teardown that never started delete.
+    for task_id in ("teardown.wait_gateway_released", "teardown.delete_cluster"):
         assert "plan_run" not in task(task_id).upstream_task_ids, task_id
 
     def upstream(task_id: str) -> set[str]:
-        return task(task_id).upstream_task_ids - {"plan_run"}
+        """Upstreams that order the work, not the ones a task takes values from."""
+        return task(task_id).upstream_task_ids - {"plan_run", "teardown.start"}
 
     assert upstream("teardown.sweep_load_balancer") == {"teardown.delete_cluster"}
     assert upstream("teardown.delete_network") == {
@@ -153,4 +164,50 @@ def test_the_cluster_delete_does_not_depend_on_the_workloads_but_later_deletes_n
         "teardown.delete_node_subnet",
     }
     assert upstream("rebuild_after_teardown") == {"teardown.delete_network"}
-    assert task("choose_mode").downstream_task_ids == {"build", "teardown.start"}
+    assert task("choose_mode").downstream_task_ids == {"build", "teardown.start", "plan_changes"}
+
+
+def test_every_xcom_a_task_takes_comes_from_one_of_its_upstreams(dagbag):
+    """No edge is removed by hand: a task that takes another's output (an XComArg) runs after it.
+    Tasks whose trigger rules tolerate a skipped upstream get the plan through a task that is
+    already their upstream (the group's start, cluster.crds_installed), not by dropping plan_run."""
+    from airflow.sdk.definitions.xcom_arg import XComArg
+
+    for dag in dagbag.dags.values():
+        for task in dag.tasks:
+            for field in task.template_fields:
+                for producer, _ in XComArg.iter_xcom_references(getattr(task, field, None)):
+                    assert producer.task_id in task.upstream_task_ids, (task.task_id, producer.task_id)
+    dag = dagbag.dags["gke_inference_gateway"]
+    pool = dag.get_task("gateway.apply_inference_pool")
+    assert pool.trigger_rule == "all_success"
+    assert "cluster.crds_installed" in pool.upstream_task_ids
+    crds_installed = dag.get_task("cluster.crds_installed")
+    assert crds_installed.trigger_rule == "none_failed_min_one_success"
+    assert crds_installed.upstream_task_ids == {
+        "cluster.install_crds_objective_only",
+        "cluster.install_crds_full_set",
+    }
+
+
+def test_the_cost_guard_waits_for_the_whole_build_and_leaves_the_run_state_to_it(dagbag):
+    """The cleanup gate starts no delete while a build task may still create (all_done on each of
+    them); the cleanup group is the teardown group's twin; run_report stays a leaf, so a failed build
+    fails the run whatever the cleanup does."""
+    dag = dagbag.dags["gke_inference_gateway"]
+    build_groups = ("project_network.", "cluster.", "model_server.", "gateway.", "verify.", "body_routing.")
+    build = {t.task_id for t in dag.tasks if t.task_id.startswith(build_groups)}
+    gate = dag.get_task("cleanup.start")
+    assert gate.trigger_rule == "all_done"
+    assert build | {"keep_for"} <= gate.upstream_task_ids
+    assert set(gate.build_task_ids) == build
+    assert dag.get_task("keep_for").upstream_task_ids - {"plan_run"} == {
+        "body_routing.check_wrong_model_rejected"
+    }
+    teardown = sorted(t.task_id.split(".", 1)[1] for t in dag.tasks if t.task_id.startswith("teardown."))
+    cleanup = sorted(t.task_id.split(".", 1)[1] for t in dag.tasks if t.task_id.startswith("cleanup."))
+    assert teardown == cleanup
+    for name in teardown:
+        a, b = dag.get_task(f"teardown.{name}"), dag.get_task(f"cleanup.{name}")
+        assert (type(a), a.trigger_rule) == (type(b), b.trigger_rule) or name == "start", name
+    assert {t.task_id for t in dag.leaves} == {"run_report", "cleanup.delete_network"}

@@ -14,6 +14,7 @@ from gke_inference.params import build_params
 from sandbox.core.faults import creating_requests
 from sandbox.testing import GoogleClients
 from scripts.demo import run_report
+from tests.dags.test_endpoint_asset import announced_for
 
 DAG_ID = "gke_inference_gateway"
 pytestmark = pytest.mark.dag
@@ -47,6 +48,11 @@ def test_first_run_builds_everything_and_the_checks_pass(first_run, sandbox):
         "teardown.delete_network",
         "rebuild_after_teardown",
         "cluster.install_crds_full_set",  # the sandbox's cluster is past 1.34.0-gke.1626000
+        # the cost guard: keep_for_hours 0 keeps the environment, so the cleanup group never opens
+        "keep_for",
+        *(f"cleanup.{task}" for task in ("start", "delete_workloads", "wait_gateway_released")),
+        *(f"cleanup.{task}" for task in ("delete_cluster", "sweep_load_balancer", "delete_proxy_subnet")),
+        *(f"cleanup.{task}" for task in ("delete_node_subnet", "delete_network")),
     }
     assert all(state == "success" for task, state in states.items() if task not in skipped), states
     report = run_report(dag_run)
@@ -54,6 +60,13 @@ def test_first_run_builds_everything_and_the_checks_pass(first_run, sandbox):
     assert report["model_reply"]
     assert report["gateway_url"].startswith("http://127.")
     assert "Gateway/default/inference-gateway" in report["created"]
+    # The verified endpoint is announced as an Asset event (tests/dags/test_endpoint_asset.py).
+    [announced] = [e for e in announced_for(report) if e["run_id"] == dag_run.run_id]
+    assert (announced["state"], announced["gateway_url"], announced["gke_version"][:2]) == (
+        "up",
+        report["gateway_url"],
+        "1.",
+    )
 
 
 def test_the_first_runs_report_tells_what_happened(first_run, dag, sandbox):

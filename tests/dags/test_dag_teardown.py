@@ -7,6 +7,7 @@ import pytest
 
 from sandbox.testing import unique_name
 from tests.dags.teardown_order import assert_teardown_order
+from tests.dags.test_endpoint_asset import DEFAULTS, announced
 
 pytestmark = pytest.mark.dag
 REGION = "us-central1"
@@ -57,6 +58,8 @@ def test_teardown_waits_for_the_load_balancer_and_leaves_nothing(dag, sandbox, c
     subnets = {key[2] for key in sandbox.sandbox.gcp.subnetworks if key[0] == project}
     assert not {conf["subnet_name"], conf["proxy_subnet_name"]} & subnets
     assert (project, conf["network_name"]) not in sandbox.sandbox.gcp.networks
+    endpoint = {**DEFAULTS, **conf, "project_id": project, "region": REGION}
+    assert [e["state"] for e in announced(endpoint)] == ["up", "gone"], "the teardown marks the endpoint gone"
     requests = sandbox.requests()[before:]
     refused = [e["path"] for e in requests if e["method"] == "DELETE" and e["status"] == 400]
     assert refused == [], "a delete was refused: the DAG did not wait for GKE"

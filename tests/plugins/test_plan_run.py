@@ -181,6 +181,20 @@ def test_good_input_plans_the_run(connections):
     assert run_plan({"mode": "ensure"}, run_type="scheduled")["mode"] == "rebuild"
 
 
+def test_the_plan_resolves_the_schedule_mode_and_the_failure_policy_by_run_type(connections):
+    context = {
+        "params": {**defaults(), "project_id": "my-project-1"},
+        "dag_run": SimpleNamespace(conf={}, run_type="scheduled"),
+        "ti": FakeTi(),
+    }
+    scheduled = PlanRunOperator(task_id="plan_run", schedule_mode="ensure").execute(context)
+    assert (scheduled["mode"], scheduled["on_failure"]) == ("ensure", "teardown")
+    manual = run_plan({"project_id": "my-project-1"})
+    assert (manual["mode"], manual["on_failure"]) == ("ensure", "keep")
+    asked = run_plan({"project_id": "my-project-1", "on_failure": "teardown"})
+    assert asked["on_failure"] == "teardown"
+
+
 def test_unknown_keys_and_decimals_are_listed_together(refused):
     message = refused({"mode": "teardown", "Cluster_name": "staging-cl", "gateway_port": 8080.0})
     assert "unknown param 'Cluster_name'" in message and "gateway_port: 8080.0" in message

@@ -284,5 +284,6 @@ def test_the_gpu_question_is_asked_again_before_the_first_create(dag):
     check = dag.get_task("project_network.check_gpu_zones")
     # plan_run too: its arguments are the plan's values (XComArgs), which make it an upstream.
     assert check.upstream_task_ids == {"project_network.enable_apis", "plan_run"}
-    assert check.downstream_task_ids == {"project_network.ensure_network"}
+    # and the cost guard's gate, which waits for every build task (tests/dags/test_dag_cost_guard.py)
+    assert check.downstream_task_ids == {"project_network.ensure_network", "cleanup.start"}
     assert check.checks == ("gpus",) and check.compute_may_be_disabled is False

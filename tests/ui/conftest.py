@@ -65,6 +65,24 @@ def wait_for_dag(url: str, token: str, timeout: float = DAG_PARSE_TIMEOUT_S) -> 
     raise AssertionError(f"the DAG {DAG_ID} was not parsed within {timeout:.0f} s")
 
 
+def add_airflow_api_connection(url: str, token: str, username: str, password: str) -> None:
+    """The connection the run report writes the run's note through (gke_inference.run_note): this
+    api-server as this user, created through the REST API as an operator would."""
+    connection = {
+        "connection_id": "airflow_api",
+        "conn_type": "http",
+        "host": url,
+        "login": username,
+        "password": password,
+    }
+    request = urllib.request.Request(
+        f"{url}/api/v2/connections",
+        data=json.dumps(connection).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    urllib.request.urlopen(request, timeout=API_TIMEOUT_S).close()
+
+
 @pytest.fixture(scope="session")
 def airflow_stack(tmp_path_factory) -> RunningAirflow:
     home = tmp_path_factory.mktemp("airflow-ui")
@@ -88,5 +106,7 @@ def airflow_stack(tmp_path_factory) -> RunningAirflow:
             stack.start()
             stack.wait_healthy()
             password = stack.admin_password()
-            wait_for_dag(stack.url, api_token(stack.url, "admin", password))
+            token = api_token(stack.url, "admin", password)
+            wait_for_dag(stack.url, token)
+            add_airflow_api_connection(stack.url, token, "admin", password)
             yield RunningAirflow(stack.url, "admin", password, info, stack.logdir)

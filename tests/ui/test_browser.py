@@ -1,5 +1,6 @@
 """An operator's first session in a real browser: log in, find the DAG, trigger it from the form,
-watch the run succeed in the Grid, read a task's docs and the run report.
+watch the run succeed in the Grid, read a task's docs, the run report and the run's note, and see
+the endpoint Asset start the load-test DAG.
 
 Debian's chromium, headless, driven by Playwright (never `playwright install`). Screenshots go to a
 temporary folder; set SCREENSHOT_DIR (e.g. docs/screenshots) to keep them.
@@ -19,6 +20,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from gke_inference.docs import TASK_DOCS
+from gke_inference.endpoint_asset import SCHEME
 from gke_inference.params import CHECKS, CLUSTER, GATEWAY, MODEL, NETWORK, RUN
 from tests._tools import needs_tools
 from tests.ui.conftest import DAG_ID, RunningAirflow, api_token
@@ -38,6 +40,7 @@ RUN_TIMEOUT_S = 900
 API_TIMEOUT_S = 60
 UI_TIMEOUT_MS = 30_000
 DOCUMENTED_TASK = "cluster.ensure_cluster"
+CONSUMER_DAG_ID = "gke_inference_load_test"
 CONSOLE = "https://console.cloud.google.com"
 
 pytestmark = [
@@ -69,6 +72,18 @@ def api_get(stack: RunningAirflow, path: str) -> dict:
     token = api_token(stack.url, stack.username, stack.password)
     request = urllib.request.Request(
         f"{stack.url}/api/v2{path}", headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(request, timeout=API_TIMEOUT_S) as response:
+        return json.load(response)
+
+
+def api_send(stack: RunningAirflow, method: str, path: str, body: dict) -> dict:
+    token = api_token(stack.url, stack.username, stack.password)
+    request = urllib.request.Request(
+        f"{stack.url}/api/v2{path}",
+        data=json.dumps(body).encode(),
+        method=method,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=API_TIMEOUT_S) as response:
         return json.load(response)
@@ -168,12 +183,56 @@ def read_run_report(page, stack: RunningAirflow, run_id: str, screenshots: Path)
     page.screenshot(path=screenshots / "run-report-log.png")
 
 
+def read_run_note(page, stack: RunningAirflow, run_id: str, screenshots: Path) -> None:
+    """The run report as the run's note, rendered as markdown on the run's page."""
+    note = api_get(stack, f"/dags/{DAG_ID}/dagRuns/{urllib.parse.quote(run_id, safe='')}")["note"]
+    assert note and note.startswith("### Run report: ensure of"), note
+    assert "HTTP 404, rejected" in note
+    page.goto(f"{stack.url}/dags/{DAG_ID}/runs/{run_id}")
+    # The run's header shows the note's first line; its button opens the whole note, rendered.
+    page.get_by_role("heading", name=re.compile("Run report: ensure of")).first.wait_for()
+    page.get_by_role("button", name="Edit note").click()
+    note_dialog = page.get_by_role("dialog").filter(has=page.get_by_text("Dag Run Note"))
+    expect(note_dialog.get_by_text("HTTP 404, rejected")).to_be_visible()
+    expect(note_dialog.get_by_role("cell", name="cluster", exact=True)).to_be_visible()
+    page.wait_for_timeout(1500)  # the dialog fades in; a screenshot mid-animation is see-through
+    page.screenshot(path=screenshots / "run-note.png")
+    page.keyboard.press("Escape")
+
+
+def wait_for_consumer_run(stack: RunningAirflow) -> dict:
+    """The load-test DAG's run that the endpoint's Asset event started (no one triggered it)."""
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while time.monotonic() < deadline:
+        runs = api_get(stack, f"/dags/{CONSUMER_DAG_ID}/dagRuns?order_by=-run_after&limit=1")["dag_runs"]
+        if runs and runs[0]["state"] in ("success", "failed"):
+            return runs[0]
+        time.sleep(3)
+    raise AssertionError(f"no {CONSUMER_DAG_ID} run finished within {RUN_TIMEOUT_S} s; see {stack.logdir}")
+
+
+def show_the_asset_graph(page, stack: RunningAirflow, screenshots: Path) -> None:
+    # The scheduler lists an Asset made through an alias once its periodic orphanage check runs.
+    deadline = time.monotonic() + 300
+    while not (assets := api_get(stack, f"/assets?uri_pattern={SCHEME}")["assets"]):
+        assert time.monotonic() < deadline, "the endpoint Asset was never listed"
+        time.sleep(5)
+    [asset] = assets
+    page.goto(f"{stack.url}/assets/{asset['id']}")
+    page.get_by_text(asset["uri"]).first.wait_for()
+    page.get_by_text(CONSUMER_DAG_ID).first.wait_for()
+    page.get_by_text(DAG_ID, exact=True).first.wait_for()
+    page.screenshot(path=screenshots / "endpoint-asset.png")
+
+
 # A whole run through real Airflow processes: minutes on a busy machine, past the suite's default.
 @pytest.mark.timeout(RUN_TIMEOUT_S + 300)
 def test_operator_triggers_a_run_and_reads_its_report(page, airflow_stack, screenshots):
     try:
         log_in(page, airflow_stack)
         find_the_dag(page, airflow_stack)
+        # Unpaused, the load-test DAG is queued by the endpoint's Asset event when the run verifies it.
+        api_send(airflow_stack, "PATCH", f"/dags/{CONSUMER_DAG_ID}", {"is_paused": False})
         before = latest_manual_run(airflow_stack)
         paused = api_get(airflow_stack, f"/dags/{DAG_ID}")["is_paused"]
         trigger_from_the_form(page, screenshots, dag_paused=paused)
@@ -185,6 +244,12 @@ def test_operator_triggers_a_run_and_reads_its_report(page, airflow_stack, scree
         show_the_grid(page, airflow_stack, run_id, screenshots)
         read_task_docs(page, airflow_stack, screenshots)
         read_run_report(page, airflow_stack, run_id, screenshots)
+        read_run_note(page, airflow_stack, run_id, screenshots)
+        consumer_run = wait_for_consumer_run(airflow_stack)
+        assert (consumer_run["state"], consumer_run["run_type"]) == ("success", "asset_triggered"), (
+            consumer_run
+        )
+        show_the_asset_graph(page, airflow_stack, screenshots)
     except Exception:
         page.screenshot(path=screenshots / "failure.png")
         raise

@@ -7,8 +7,8 @@ from airflow.sdk import Param
 from airflow.sdk.definitions.param import ParamsDict
 from airflow.sdk.exceptions import ParamValidationError
 
-from gke_inference.params import build_params
-from gke_inference.validation import InvalidParams, effective_mode, validate_params
+from gke_inference.params import build_params, schedule_mode
+from gke_inference.validation import InvalidParams, effective_mode, effective_on_failure, validate_params
 
 
 def resolved(**overrides) -> dict:
@@ -85,6 +85,44 @@ def test_scheduled_runs_rebuild_and_manual_runs_do_what_they_ask():
     assert effective_mode("ensure", "scheduled") == "rebuild"
     assert effective_mode("ensure", "manual") == "ensure"
     assert effective_mode("teardown", "manual") == "teardown"
+
+
+def test_scheduled_runs_do_the_schedule_mode_and_manual_runs_what_they_ask():
+    assert effective_mode("rebuild", "scheduled", "ensure") == "ensure"
+    assert effective_mode("ensure", "scheduled", "rebuild") == "rebuild"
+    assert effective_mode("teardown", "manual", "ensure") == "teardown"
+
+
+def test_the_schedule_mode_comes_from_the_environment_and_a_wrong_one_is_refused(monkeypatch):
+    monkeypatch.delenv("GKE_INFERENCE_SCHEDULE_MODE", raising=False)
+    assert schedule_mode() == "rebuild"
+    monkeypatch.setenv("GKE_INFERENCE_SCHEDULE_MODE", "Ensure ")
+    assert schedule_mode() == "ensure"
+    monkeypatch.setenv("GKE_INFERENCE_SCHEDULE_MODE", "teardown")
+    with pytest.raises(
+        ValueError, match="GKE_INFERENCE_SCHEDULE_MODE is 'teardown'; use one of rebuild, ensure"
+    ):
+        schedule_mode()
+
+
+def test_a_failed_build_is_kept_when_someone_watches_and_torn_down_when_nobody_does():
+    assert effective_on_failure(None, "manual") == "keep"
+    assert effective_on_failure(None, "scheduled") == "teardown"
+    assert effective_on_failure("keep", "scheduled") == "keep"
+    assert effective_on_failure("teardown", "manual") == "teardown"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("on_failure", "destroy"), ("keep_for_hours", -1), ("keep_for_hours", 721), ("keep_for_hours", "1")],
+)
+def test_the_cost_guard_params_refuse_bad_values(name, value):
+    with pytest.raises(ParamValidationError):
+        resolved(**{name: value})
+
+
+def test_keep_for_hours_takes_a_fraction_of_an_hour():
+    assert resolved(keep_for_hours=0.0005, on_failure="teardown")["keep_for_hours"] == 0.0005
 
 
 def test_the_default_max_model_len_fits_the_default_gpu():

@@ -93,6 +93,16 @@ class SubnetworkSpec(NamedTuple):
         return problems
 
 
+def network_resource(name: str, description: str) -> compute_v1.Network:
+    """The VPC as the tutorial creates it: custom subnet mode, regional dynamic routing."""
+    return compute_v1.Network(
+        name=name,
+        auto_create_subnetworks=False,
+        routing_config=compute_v1.NetworkRoutingConfig(routing_mode="REGIONAL"),
+        description=description,
+    )
+
+
 def _last_segment(resource: str) -> str:
     return resource.rstrip("/").rsplit("/", 1)[-1]
 
@@ -151,12 +161,7 @@ class ComputeNetworkHook(EndpointAwareGoogleHook):
     ) -> compute_v1.Network:
         """Create a custom-subnet-mode VPC with regional dynamic routing and wait for it."""
         project = self.resolve_project_id(project_id)
-        network = compute_v1.Network(
-            name=name,
-            auto_create_subnetworks=False,
-            routing_config=compute_v1.NetworkRoutingConfig(routing_mode="REGIONAL"),
-            description=description,
-        )
+        network = network_resource(name, description)
         operation = self.networks.insert_unary(
             request=compute_v1.InsertNetworkRequest(
                 project=project, network_resource=network, request_id=str(uuid.uuid4())
@@ -318,7 +323,7 @@ class ComputeNetworkHook(EndpointAwareGoogleHook):
         network = self.find_network(network_name, project)
         if network is None:
             raise MissingResourceError(f"Network {network_name!r} does not exist in project {project}")
-        subnetwork = self._existing_subnetwork(spec, network_name, project)
+        subnetwork = self.existing_subnetwork(spec, network_name, project)
         created = False
         if subnetwork is None:
             if use_existing:
@@ -343,7 +348,7 @@ class ComputeNetworkHook(EndpointAwareGoogleHook):
             "purpose": subnetwork.purpose or "PRIVATE",
         }
 
-    def _existing_subnetwork(
+    def existing_subnetwork(
         self, spec: SubnetworkSpec, network_name: str, project: str
     ) -> compute_v1.Subnetwork | None:
         if spec.is_proxy_only:

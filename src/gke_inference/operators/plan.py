@@ -9,7 +9,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.bases.branch import BaseBranchOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from gke_inference.validation import InvalidParams, effective_mode, validate_params
+from gke_inference.validation import InvalidParams, effective_mode, effective_on_failure, validate_params
 
 
 class PlanRunOperator(BaseOperator):
@@ -17,15 +17,17 @@ class PlanRunOperator(BaseOperator):
 
     The plan is every declared param, typed as the schema says, with ``project_id`` resolved (the
     param, else the GCP connection's project) and ``mode`` the effective mode (a scheduled run
-    rebuilds; ``requested_mode`` keeps what was asked). It is the only task that reads the run's
+    does ``schedule_mode``; ``requested_mode`` keeps what was asked), ``on_failure`` the effective
+    policy after a failed build (unless asked: keep for manual runs, teardown for scheduled ones). It is the only task that reads the run's
     params: later tasks get plan values as arguments, ``plan_run.output["region"]`` (each key is
     pushed as its own XCom), never a "{{ params.x }}" string to parse again.
     """
 
     ui_color = "#e8f0fe"
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, schedule_mode: str = "rebuild", **kwargs: Any) -> None:
         super().__init__(multiple_outputs=True, **kwargs)
+        self.schedule_mode = schedule_mode
 
     def execute(self, context) -> dict[str, Any]:
         params = context["params"]
@@ -36,7 +38,8 @@ class PlanRunOperator(BaseOperator):
             validate_params(params, given, _param_names())
         except InvalidParams as err:
             raise AirflowFailException(str(err)) from None
-        mode = effective_mode(params["mode"], context["dag_run"].run_type)
+        run_type = context["dag_run"].run_type
+        mode = effective_mode(params["mode"], run_type, self.schedule_mode)
         gcp_conn_id = params["gcp_conn_id"]
         self._connection(gcp_conn_id, "GCP")
         if mode != "teardown":
@@ -44,7 +47,9 @@ class PlanRunOperator(BaseOperator):
         project_id = params["project_id"] or self._connection_project(gcp_conn_id)
         self.log.info("Project %s, mode %s (requested %s)", project_id, mode, params["mode"])
         declared = {name: params[name] for name in _param_names()}
-        return {**declared, "project_id": project_id, "mode": mode, "requested_mode": params["mode"]}
+        on_failure = effective_on_failure(params.get("on_failure"), run_type)
+        resolved = {"project_id": project_id, "mode": mode, "on_failure": on_failure}
+        return {**declared, **resolved, "requested_mode": params["mode"]}
 
     def _connection(self, conn_id: str, what: str):
         """A missing connection is final: no retry creates it."""
@@ -100,23 +105,56 @@ def _param_names() -> set[str]:
 
 
 class ChooseModeOperator(BaseBranchOperator):
-    """ensure builds straight away; rebuild and teardown go through the teardown group first.
+    """ensure builds straight away; rebuild and teardown go through the teardown group first; plan
+    only reports what a run would change (operators/plan_changes.py).
 
     :param mode: the plan's effective mode (``plan_run.output["mode"]``).
     """
 
     template_fields: Sequence[str] = ("mode",)
 
-    def __init__(self, *, mode: str, build_task_id: str, teardown_task_id: str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        mode: str,
+        build_task_id: str,
+        teardown_task_id: str,
+        plan_task_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.mode = mode
         self.build_task_id = build_task_id
         self.teardown_task_id = teardown_task_id
+        self.plan_task_id = plan_task_id
 
     def choose_branch(self, context) -> str:
+        if self.mode == "plan":
+            if not self.plan_task_id:
+                raise AirflowFailException(
+                    "mode plan needs a plan task; this DAG has none (nothing was changed)"
+                )
+            return self.plan_task_id
         return self.build_task_id if self.mode == "ensure" else self.teardown_task_id
 
 
 def is_rebuild(mode: str) -> bool:
     """After the teardown group, only a rebuild goes on to build."""
     return mode == "rebuild"
+
+
+class RelayPlanOperator(BaseOperator):
+    """The first task of a group whose tasks may run after an upstream failed or was skipped: they
+    take the plan from it, so it (not plan_run, whose success says nothing about the group) is
+    their only way in, and their "one success" trigger rules count only what happened in the group.
+    """
+
+    template_fields: Sequence[str] = ("plan",)
+    ui_color = "#e8f0fe"
+
+    def __init__(self, *, plan: Any, **kwargs: Any) -> None:
+        super().__init__(multiple_outputs=True, **kwargs)
+        self.plan = plan
+
+    def execute(self, context) -> dict[str, Any]:
+        return dict(self.plan)

@@ -47,6 +47,8 @@ def test_first_run_builds_everything_and_the_checks_pass(first_run, sandbox):
         "teardown.delete_node_subnet",
         "teardown.delete_network",
         "rebuild_after_teardown",
+        "plan_changes",  # mode plan only
+        "stop_after_plan",
         "cluster.install_crds_full_set",  # the sandbox's cluster is past 1.34.0-gke.1626000
         # the cost guard: keep_for_hours 0 keeps the environment, so the cleanup group never opens
         "keep_for",

@@ -145,6 +145,7 @@ def test_a_build_failed_half_way_is_torn_down_and_the_run_still_fails(dag, sandb
 
 
 @pytest.mark.dag
+@pytest.mark.slow  # a second whole run: the slow lane; the gate and keep_for have task-level tests above
 def test_a_verified_environment_is_torn_down_after_keep_for_hours(dag, sandbox, clean_faults):
     conf = {**environment("kf"), "keep_for_hours": 0.0005}  # 1.8 s
     project = sandbox.info["project_id"]

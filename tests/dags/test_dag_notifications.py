@@ -27,7 +27,8 @@ from tests.plugins.test_notifications import (  # noqa: F401 (the receivers are 
     webhook_inbox,
 )
 
-pytestmark = pytest.mark.dag
+# A whole run (~30 s): the slow lane (`make test-slow`, CI); the notifier tests cover the rest at task level.
+pytestmark = [pytest.mark.dag, pytest.mark.slow]
 DAG_ID = "gke_inference_gateway"
 FAILING_TASK = "body_routing.check_wrong_model_rejected"
 # Without the model-only route (tutorial 5.1) the catch-all route of 4.2 stays: the wrong model

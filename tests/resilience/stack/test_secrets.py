@@ -83,10 +83,13 @@ def test_the_search_finds_every_form_of_the_canary(hf_canary):
     assert leaks(b"hf_canary_ and other text", hf_canary) == []
 
 
-def test_the_canary_reached_the_clusters_secret(built_run, sandbox, hf_canary):
+def built_cluster_key(built_run, sandbox) -> str:
     cluster_name = built_run["conf"].get("cluster_name", "inference-gateway-lab")
-    key = f"projects/{sandbox.info['project_id']}/locations/us-central1/clusters/{cluster_name}"
-    store = sandbox.sandbox.clusters[key].store
+    return f"projects/{sandbox.info['project_id']}/locations/us-central1/clusters/{cluster_name}"
+
+
+def test_the_canary_reached_the_clusters_secret(built_run, sandbox, hf_canary):
+    store = sandbox.sandbox.clusters[built_cluster_key(built_run, sandbox)].store
     secret = sandbox.run(store.get, "v1", "Secret", "default", manifests.NAMES["hf_secret"])
     token = base64.b64decode(secret["data"][manifests.NAMES["hf_secret_key"]]).decode()
     assert token == hf_canary
@@ -142,7 +145,9 @@ def test_no_other_object_in_the_twins_clusters_holds_the_canary(built_run, sandb
     """What the DAG sent the Kubernetes API servers lands in their stores: a token in a Deployment's
     env, an annotation or a ConfigMap would be here, in any namespace."""
     objects = stored_objects(sandbox)
-    secrets = [obj for _, obj in objects if is_the_hf_secret(obj)]
+    # Other tests of the session build clusters with their own canaries; this run's Secret holds ours.
+    built = built_cluster_key(built_run, sandbox)
+    secrets = [obj for cluster, obj in objects if cluster == built and is_the_hf_secret(obj)]
     assert secrets and all(leaks(json.dumps(obj).encode(), hf_canary) for obj in secrets), "search works"
     leaked = [
         (

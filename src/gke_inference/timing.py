@@ -25,7 +25,14 @@ def record_timing(context, result=None) -> None:
     ti = context["ti"]
     first_start = ti.xcom_pull(task_ids=ti.task_id, key=START_KEY)
     started = first_start or (ti.start_date or datetime.now(UTC)).isoformat()
-    ti.xcom_push(key=TIMING_KEY, value={"start": started, "end": datetime.now(UTC).isoformat()})
+    # A new try clears the task's XComs (not a resume from deferral), so this is the try that ended it.
+    timing = {"start": started, "end": datetime.now(UTC).isoformat(), "try": getattr(ti, "try_number", 1)}
+    ti.xcom_push(key=TIMING_KEY, value=timing)
+
+
+def retried_tasks(timings: dict[str, dict]) -> dict[str, int]:
+    """The tasks that needed more than one try, with the try that succeeded."""
+    return {task_id: timing["try"] for task_id, timing in timings.items() if timing.get("try", 1) > 1}
 
 
 def section_durations(timings: dict[str, dict]) -> dict[str, float]:

@@ -21,6 +21,7 @@ REPORT = {
     "created": ["Network/inference-vpc", "Cluster/us-central1/lab"],
     "found": ["Api/compute.googleapis.com"],
     "deleted": [],
+    "retried": {"cluster.wait_cluster_running": 2},
 }
 
 
@@ -30,6 +31,7 @@ def test_the_note_has_the_endpoint_reply_rejection_sections_and_objects():
     assert "- **Endpoint:** http://10.0.0.7:80" in note
     assert "(pod `vllm-llama3-1-8b-instruct-abc`)" in note
     assert "- **Wrong model:** HTTP 404, rejected" in note
+    assert "- **Retries:** `cluster.wait_cluster_running` (try 2)" in note
     assert "| cluster | 301.0 |" in note and "| verify | 40.2 |" in note
     assert "- **Created (2):** `Network/inference-vpc`, `Cluster/us-central1/lab`" in note
     assert "- **Found (1):** `Api/compute.googleapis.com`" in note
@@ -39,8 +41,9 @@ def test_the_note_has_the_endpoint_reply_rejection_sections_and_objects():
 
 def test_a_teardown_note_says_nothing_was_verified():
     teardown = {**REPORT, "gateway_url": None, "model_reply": None, "served_by_pod": None}
-    note = report_markdown({**teardown, "wrong_model_status": None, "created": []}, "r")
+    note = report_markdown({**teardown, "wrong_model_status": None, "created": [], "retried": {}}, "r")
     assert "- **Endpoint:** none (not verified in this run)" in note
+    assert "- **Retries:** none" in note
     assert "- **Reply:** none\n" in note
     assert "- **Wrong model:** not checked" in note
 

@@ -48,6 +48,7 @@ from gke_inference.sensors.cluster import ClusterRunningSensor
 from gke_inference.triggers.kubernetes import GatewayAddressTrigger, PodsReadyTrigger
 from sandbox.gcp.state import Project, project_number_for
 from sandbox.testing import wait_until
+from scripts.demo import run_report
 from tests.resilience.conftest import connection_env, new_namespace
 
 REPO = Path(__file__).resolve().parents[2]
@@ -924,6 +925,8 @@ def test_whole_dag_survives_transient_faults_with_retries_only_where_they_hit(da
     assert pending == [], "every fault fired"
     retried = {ti.task_id for ti in instances if ti.try_number > 1}
     assert retried == TASKS_RETRIED_BY_AIRFLOW
+    # the run report (and the run's note) names them, with the try that succeeded
+    assert run_report(dag_run)["retried"] == {task_id: 2 for task_id in sorted(TASKS_RETRIED_BY_AIRFLOW)}
     created = Counter(_created_resources(sandbox.requests(), mark, project))
     # Inserts carry the name in their body, which the log does not keep: count per collection.
     assert (created["compute networks"], created["compute subnetworks"], created["container clusters"]) == (

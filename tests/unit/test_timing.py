@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from gke_inference.timing import TIMING_KEY, record_start, record_timing, section_durations
+from gke_inference.timing import TIMING_KEY, record_start, record_timing, retried_tasks, section_durations
 
 T0 = datetime(2026, 1, 5, 12, 0, 0, tzinfo=UTC)
 
@@ -18,8 +18,9 @@ def span(start_s: float, end_s: float) -> dict:
 
 
 class RecordingTi:
-    def __init__(self, start_date) -> None:
+    def __init__(self, start_date, try_number: int = 1) -> None:
         self.start_date = start_date
+        self.try_number = try_number
         self.task_id = "verify.wait_gateway_address"
         self.pushed: dict = {}
 
@@ -109,3 +110,12 @@ def test_offsets_of_other_time_zones_are_compared_as_instants():
         "cluster.a": {"start": tokyo.isoformat(), "end": (T0 + timedelta(seconds=2)).isoformat()},
     }
     assert section_durations(timings) == {"cluster": 2.0}
+
+
+def test_the_try_that_ended_a_task_is_recorded_and_retried_tasks_are_those_past_their_first():
+    ti = RecordingTi(start_date=T0, try_number=3)
+    record_timing({"ti": ti})
+    assert ti.pushed[TIMING_KEY]["try"] == 3
+
+    timings = {"a": {**span(0, 1), "try": 1}, "b": {**span(0, 1), "try": 3}, "c": span(0, 1)}
+    assert retried_tasks(timings) == {"b": 3}

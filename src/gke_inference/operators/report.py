@@ -15,7 +15,7 @@ from airflow.sdk import BaseOperator
 from gke_inference.endpoint_asset import announce_up
 from gke_inference.results import CREATED, DELETED, UNCHANGED, UPDATED, fold
 from gke_inference.run_note import NOTE_MAX_CHARS, set_run_note
-from gke_inference.timing import TIMING_KEY, section_durations
+from gke_inference.timing import TIMING_KEY, retried_tasks, section_durations
 
 MARKDOWN_KEY = "run_report_markdown"
 REPLY_CHARS = 160
@@ -58,12 +58,14 @@ class RunReportOperator(BaseOperator):
         results = [ti.xcom_pull(task_ids=task_id) for task_id in task_ids]
         outcomes = fold(results)
         timings = {task_id: ti.xcom_pull(task_ids=task_id, key=TIMING_KEY) for task_id in task_ids}
+        timings = {task_id: timing for task_id, timing in timings.items() if timing}
         chat, rejection = self.chat or {}, self.rejection or {}
         port = self.plan["gateway_port"]
         report = {
             "project_id": self.plan["project_id"],
             "mode": self.plan["mode"],
-            "section_seconds": section_durations({k: v for k, v in timings.items() if v}),
+            "section_seconds": section_durations(timings),
+            "retried": retried_tasks(timings),
             "gateway_url": f"http://{self.gateway_address}:{port}" if self.gateway_address else None,
             "model_reply": chat.get("reply"),
             "served_by_pod": chat.get("pod"),
@@ -106,6 +108,7 @@ def report_markdown(report: Mapping[str, Any], run_id: str) -> str:
         f"- **Reply:** {reply or 'none'}"
         + (f" (pod `{report['served_by_pod']}`)" if report["served_by_pod"] else ""),
         f"- **Wrong model:** {f'HTTP {status}, rejected' if status else 'not checked'}",
+        f"- **Retries:** {retries(report['retried'])}",
         "",
         "| section | seconds |",
         "|---|---:|",
@@ -122,6 +125,10 @@ def report_markdown(report: Mapping[str, Any], run_id: str) -> str:
     short = lines[: -len(OUTCOME_LINES)]
     short += [f"- **{o.capitalize()}:** {len(report[o])}" for o in OUTCOME_LINES]
     return "\n".join([*short, "", *footer])[:NOTE_MAX_CHARS]
+
+
+def retries(retried: Mapping[str, int]) -> str:
+    return ", ".join(f"`{task_id}` (try {tries})" for task_id, tries in retried.items()) or "none"
 
 
 def objects(refs: Sequence[str]) -> str:

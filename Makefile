@@ -28,7 +28,7 @@ help:
 	@echo "make test-slow  those runs: restart while deferred, secrets in a real stack, the browser"
 	@echo "make up      sandbox + Airflow UI on loopback (Ctrl-C stops everything)"
 	@echo "make lint    ruff with the Airflow rules"
-	@echo "make bench   benchmarks (writes bench/results.json and BENCHMARKS.md)"
+	@echo "make bench   benchmarks, under 10 min (bench/results.json, bench/history.json, BENCHMARKS.md); .venv/bin/python -m bench --quick to try"
 	@echo "make lock    re-lock requirements/runtime.txt and requirements/dev.txt from their .in files"
 
 setup: $(STAMP) $(AIRFLOW_HOME)/airflow.db

@@ -1,66 +1,113 @@
-"""Critical path: the DAG's wall time against what the work itself needs.
+"""Critical path, measured: the longest chain of intrinsic waits along the DAG's dependencies.
 
-Two baselines, both from the same run and the sandbox's timing profile:
-- the critical path of the intrinsic waits: the chain of waits no orchestration can shorten
-  (the API operations before the cluster, cluster provisioning, then the longer of model pod
-  start + load and CRDs + gateway programming, then the body-based router's pod);
-- the tutorial's steps done one after another: every intrinsic wait spent outside a task
-  (the four deferred waits) plus each tutorial task's own running time, as measured in the run.
-  Operation and CRD waits happen inside running tasks, so their time is in the tasks' running time.
+The waits come from the twin's own wait log (sandbox/core/waits.py, served at the admin
+endpoint's /waits): when each operation began and finished, when each pod was first seen and
+became Ready, when each Gateway was first seen and became Programmed. Each wait belongs to the
+task that waits for it (rules below, by the run's object names); a task's intrinsic wait is the
+span of its waits (first began to last ended). The critical path is the heaviest chain of those
+spans along the DAG's edges: what no orchestration could shorten.
+
+Figures: wall / measured critical path; and what the overhead (wall - critical path) would add
+at real-GKE scale: overhead / (critical path x the profile's real_gke_factor).
 """
 
 from __future__ import annotations
 
-from bench.timeline import RUNNING, RunRecord
+from collections.abc import Callable
+
+from bench.floor_dag import DagShape
+from bench.timeline import RunRecord
 from sandbox.core.profiles import Profile
 
-# Task groups that are tutorial steps; the rest (plan_run, choose_mode, build, teardown,
-# rebuild_after_teardown, run_report) is the DAG's own bookkeeping.
-TUTORIAL_GROUPS = ("project_network", "cluster", "model_server", "gateway", "verify", "body_routing")
-# Before the cluster: enable the APIs, create the VPC, then the two subnets side by side.
-OPERATIONS_ON_CRITICAL_PATH = 3
+Wait = dict
+Rule = tuple[str, Callable[[Wait], bool]]
 
 
-def intrinsic_critical_path(profile: Profile) -> float:
-    model_pods = profile.pod_scheduling + profile.model_load
-    gateway = profile.crd_established + profile.gateway_programming
-    body_router_pod = 2 * profile.pod_scheduling  # scheduled, then Ready (not a model server)
+def rules(params: dict) -> tuple[Rule, ...]:
+    """Which task waits for which of the twin's waits, by the names the run used (the DAG's params)."""
+
+    def operation_on(suffix: str) -> Callable[[Wait], bool]:
+        return lambda w: w["kind"] == "operation" and str(w.get("target", "")).endswith(suffix)
+
+    def pods_of(app: str) -> Callable[[Wait], bool]:
+        return lambda w: w["kind"] == "pod" and w.get("app") == app
+
     return (
-        OPERATIONS_ON_CRITICAL_PATH * profile.operation
-        + profile.cluster_provisioning
-        + max(model_pods, gateway)
-        + body_router_pod
+        # Service Usage operations target the services ("compute.googleapis.com,..."), not a path.
+        (
+            "project_network.enable_apis",
+            lambda w: w["kind"] == "operation" and "/" not in str(w.get("target", "")),
+        ),
+        ("project_network.ensure_network", operation_on(f"/networks/{params['network_name']}")),
+        ("project_network.ensure_node_subnet", operation_on(f"/subnetworks/{params['subnet_name']}")),
+        ("project_network.ensure_proxy_subnet", operation_on(f"/subnetworks/{params['proxy_subnet_name']}")),
+        (
+            "cluster.wait_cluster_running",
+            lambda w: w["kind"] == "operation" and w["name"] == "CREATE_CLUSTER",
+        ),
+        ("verify.wait_model_pods_ready", pods_of(params["model_app_label"])),
+        (
+            "verify.wait_gateway_address",
+            lambda w: w["kind"] == "gateway" and w["name"].endswith(f"/{params['gateway_name']}"),
+        ),
+        ("body_routing.wait_body_based_router", pods_of("body-based-router")),
     )
 
 
-def deferred_waits(profile: Profile) -> float:
-    """The waits the DAG spends in deferrable sensors rather than inside a running task."""
-    return (
-        profile.cluster_provisioning
-        + profile.pod_scheduling
-        + profile.model_load
-        + profile.gateway_programming
-        + 2 * profile.pod_scheduling
-    )
+def attribute(waits: list[Wait], task_rules: tuple[Rule, ...]) -> tuple[dict[str, float], list[Wait]]:
+    """Each task's intrinsic wait (span of its waits), and the waits no rule claimed."""
+    claimed: dict[str, list[Wait]] = {}
+    unclaimed = []
+    for wait in waits:
+        owner = next((task for task, matches in task_rules if matches(wait)), None)
+        if owner is None:
+            unclaimed.append(wait)
+        else:
+            claimed.setdefault(owner, []).append(wait)
+    spans = {
+        task: max(w["ended"] for w in owned) - min(w["began"] for w in owned)
+        for task, owned in claimed.items()
+    }
+    return spans, unclaimed
 
 
-def tutorial_tasks(run: RunRecord) -> list[str]:
-    return [task for task in run.timeline.transitions if task.split(".", 1)[0] in TUTORIAL_GROUPS]
+def longest_chain(shape: DagShape, weights: dict[str, float]) -> tuple[float, list[str]]:
+    """The heaviest path through the DAG with these task weights (a DAG: topological order)."""
+    upstream: dict[str, list[str]] = {t.task_id: [] for t in shape.tasks}
+    for up, down in shape.edges:
+        upstream[down].append(up)
+    best: dict[str, tuple[float, list[str]]] = {}
+
+    def heaviest_to(task: str) -> tuple[float, list[str]]:
+        if task not in best:
+            before = max((heaviest_to(up) for up in upstream[task]), default=(0.0, []), key=lambda c: c[0])
+            best[task] = (before[0] + weights.get(task, 0.0), [*before[1], task])
+        return best[task]
+
+    total, path = max((heaviest_to(t.task_id) for t in shape.tasks), key=lambda c: c[0])
+    return total, [task for task in path if weights.get(task)]
 
 
-def measure(run: RunRecord, profile: Profile) -> dict:
-    running = {task: run.timeline.seconds_in(task, RUNNING) for task in tutorial_tasks(run)}
-    own_time = sum(running.values())
-    critical = intrinsic_critical_path(profile)
-    one_after_another = deferred_waits(profile) + own_time
+def waits_of_run(waits: list[Wait], run: RunRecord, until: float) -> list[Wait]:
+    return [w for w in waits if run.started_at <= w["began"] and w["ended"] <= until]
+
+
+def measure(run: RunRecord, waits: list[Wait], shape: DagShape, params: dict, profile: Profile) -> dict:
+    spans, unclaimed = attribute(waits, rules(params))
+    critical, path = longest_chain(shape, spans)
+    overhead = run.wall_seconds - critical
+    factor = profile.real_gke_factor
     return {
         "profile": profile.name,
         "dag_wall_s": run.wall_seconds,
-        "intrinsic_critical_path_s": critical,
-        "tutorial_tasks_running_s": own_time,
-        "steps_one_after_another_s": one_after_another,
-        "ratio_to_critical_path": run.wall_seconds / critical,
-        "ratio_to_one_after_another": run.wall_seconds / one_after_another,
-        "tutorial_tasks": len(running),
-        "slowest_tasks_running_s": dict(sorted(running.items(), key=lambda item: -item[1])[:6]),
+        "measured_critical_path_s": critical,
+        "critical_path_tasks": [[task, spans[task]] for task in path],  # in order (JSON sorts dicts)
+        "task_waits_s": spans,
+        "unclaimed_waits": [f"{w['kind']} {w['name']}" for w in unclaimed],
+        "ratio_to_critical_path": run.wall_seconds / critical if critical else None,
+        "overhead_s": overhead,
+        "real_gke_factor": factor,
+        "real_scale_critical_path_s": critical * factor if factor else None,
+        "overhead_share_at_real_scale": overhead / (critical * factor) if factor and critical else None,
+        "retried_tasks": run.retried(),
     }

@@ -11,11 +11,12 @@ import contextlib
 import sqlite3
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 RUNNING = "running"
 DEFERRED = "deferred"
+UP_FOR_RETRY = "up_for_retry"
 FINISHED_RUN_STATES = {"success", "failed"}
 
 
@@ -56,6 +57,13 @@ class RunRecord:
     state: str
     wall_seconds: float
     timeline: Timeline
+    started_at: float = 0.0  # the run's start, seconds since the epoch (as the sandbox's wait log)
+    tries: dict[str, int] = field(default_factory=dict)  # each task's try_number when the run ended
+
+    def retried(self) -> list[str]:
+        """Tasks that needed more than one try: a figure from this run says so."""
+        seen_retry = set(self.timeline.tasks_ever_in(UP_FOR_RETRY))
+        return sorted(seen_retry | {task for task, tries in self.tries.items() if tries > 1})
 
 
 class MetadataReader:
@@ -75,6 +83,13 @@ class MetadataReader:
             (dag_id, run_id),
         )
         return dict(rows)
+
+    def task_tries(self, dag_id: str, run_id: str) -> dict[str, int]:
+        rows = self.query(
+            "SELECT task_id, try_number FROM task_instance WHERE dag_id = ? AND run_id = ? AND map_index = -1",
+            (dag_id, run_id),
+        )
+        return {task: tries or 0 for task, tries in rows}
 
     def run_state(self, dag_id: str, run_id: str) -> tuple[str | None, datetime | None, datetime | None]:
         rows = self.query(
@@ -97,10 +112,22 @@ def follow_run(
         timeline.record(elapsed, reader.task_states(dag_id, run_id))
         state, start, end = reader.run_state(dag_id, run_id)
         if state in FINISHED_RUN_STATES and start and end:
-            return RunRecord(run_id, state, (end - start).total_seconds(), timeline)
+            return RunRecord(
+                run_id,
+                state,
+                (end - start).total_seconds(),
+                timeline,
+                started_at=_epoch(start),
+                tries=reader.task_tries(dag_id, run_id),
+            )
         time.sleep(interval)
     raise TimeoutError(f"run {run_id} of {dag_id} did not finish within {timeout:.0f} s")
 
 
 def _timestamp(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
+
+
+def _epoch(moment: datetime) -> float:
+    # Airflow stores UTC; SQLite hands it back without a zone.
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from sandbox.core.faults import FaultHost
 from sandbox.core.profiles import Profile
+from sandbox.core.waits import WaitLog
 from sandbox.gcp.state import GcpState
 
 
@@ -18,12 +19,16 @@ class AdminHost(FaultHost, Protocol):
     gcp: GcpState
     profile: Profile
     gke_version: str
+    waits: WaitLog
     clusters: Mapping[str, Any]  # each a running KubeCluster (its endpoint is shown)
 
 
 def build_admin_app(sandbox: AdminHost) -> web.Application:
     async def requests(request: web.Request) -> web.Response:
         return web.json_response(sandbox.log.entries(api=request.query.get("api")))
+
+    async def waits(request: web.Request) -> web.Response:
+        return web.json_response(sandbox.waits.entries())
 
     async def add_fault(request: web.Request) -> web.Response:
         rule = await _json_object(request)
@@ -62,6 +67,7 @@ def build_admin_app(sandbox: AdminHost) -> web.Application:
 
     app = web.Application()
     app.router.add_get("/requests", requests)
+    app.router.add_get("/waits", waits)
     app.router.add_get("/faults", list_faults)
     app.router.add_post("/faults", add_fault)
     app.router.add_delete("/faults", clear_faults)

@@ -24,6 +24,7 @@ from sandbox.core.auth import ACCESS_TOKEN_LIFETIME, ServiceAccountKey, TokenAut
 from sandbox.core.certs import CertificateAuthority
 from sandbox.core.faults import FaultTable, RequestLog
 from sandbox.core.profiles import get_profile
+from sandbox.core.waits import WaitLog
 from sandbox.gcp.operations import OperationRunner
 from sandbox.gcp.server import build_gcp_app
 from sandbox.gcp.state import GcpState
@@ -57,6 +58,7 @@ class Sandbox:
         self.host = host
         self.faults = FaultTable()
         self.log = RequestLog()
+        self.waits = WaitLog()
         self.service_account = ServiceAccountKey.generate(project_id)
         self.tokens = TokenAuthority(self.service_account, lifetime=token_lifetime)
         self.ca = CertificateAuthority()
@@ -70,7 +72,7 @@ class Sandbox:
         self.info: dict = {}
         self._state_dir = Path(state_dir) if state_dir is not None else None
         self._owns_state_dir = state_dir is None
-        self._operations = OperationRunner()
+        self._operations = OperationRunner(self.waits)
         self._runners: list[web.AppRunner] = []
         self._cluster_running_callbacks: list[Callable[[str], Awaitable[None] | None]] = []
 

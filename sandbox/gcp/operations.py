@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from sandbox.core.waits import WaitLog
 from sandbox.gcp.errors import GcpError
 
 logger = logging.getLogger(__name__)
@@ -59,8 +60,9 @@ class Operation:
 class OperationRunner:
     """Runs operation work as background tasks on the sandbox loop, and cancels them on stop."""
 
-    def __init__(self) -> None:
+    def __init__(self, waits: WaitLog | None = None) -> None:
         self._tasks: set[asyncio.Task] = set()
+        self._waits = waits
 
     def start(self, operation: Operation, work: Callable[[], Awaitable[dict | None]]) -> None:
         task = asyncio.get_running_loop().create_task(self._run(operation, work))
@@ -84,6 +86,14 @@ class OperationRunner:
             operation.status = "DONE"
             operation.end_time = time.time()
             operation.finished.set()
+            if self._waits is not None:
+                self._waits.record(
+                    "operation",
+                    operation.operation_type,
+                    operation.start_time,
+                    operation.end_time,
+                    target=operation.target,
+                )
 
     async def stop(self) -> None:
         for task in list(self._tasks):

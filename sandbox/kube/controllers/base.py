@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from sandbox.core.addresses import AddressPool
 from sandbox.core.faults import FaultTable
 from sandbox.core.profiles import Profile
+from sandbox.core.waits import WaitLog
 from sandbox.gcp.state import GcpState
 from sandbox.kube.store import ObjectStore
 
@@ -24,6 +25,7 @@ class ControllerHost(Protocol):
     faults: FaultTable
     addresses: AddressPool
     gcp: GcpState
+    waits: WaitLog  # when pods became Ready and Gateways Programmed (bookkeeping for the benchmark)
 
 
 class ControlledCluster(Protocol):

@@ -15,6 +15,7 @@ import hashlib
 import time
 from typing import Any
 
+from sandbox.core.waits import wall_clock
 from sandbox.gcp.loadbalancers import (
     GatewayLoadBalancer,
     LoadBalancerBuilder,
@@ -137,6 +138,9 @@ class GatewayController(Controller):
             )
             where = f"{metadata.get('namespace')}/{metadata['name']}"
             self.events.record(gateway, "Normal", "SYNC", f"SYNC on {where} was a success")
+            self.cluster.sandbox.waits.record(
+                "gateway", where, wall_clock(self._first_seen[uid]), wall_clock(time.monotonic())
+            )
         self._build_load_balancer(gateway)
         self._write(
             gateway, [accepted, condition(previous, "Programmed", True, "Programmed", "", generation)], True

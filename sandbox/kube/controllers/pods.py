@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbox.core.waits import wall_clock
 from sandbox.dataplane.podspec import engine_startup_error
 from sandbox.kube.controllers.base import ControlledCluster, Controller
 from sandbox.kube.controllers.conditions import condition
@@ -60,6 +61,7 @@ class PodProgress:
     last_exit: str = ""
     exit_message: str = ""  # what the container prints before it exits, when it crash-loops
     seen_at: float = field(default_factory=time.monotonic)
+    ready_at: float | None = None
 
 
 class ConfigError(Exception):
@@ -169,6 +171,9 @@ class PodController(Controller):
             app=(pod["metadata"].get("labels") or {}).get("app"),
         )
         ready = loaded and not never_ready
+        if ready and progress.ready_at is None:
+            progress.ready_at = now
+            self._record_ready(pod, progress)
         if never_ready:
             self.events.record(
                 pod, "Warning", "Unhealthy", "Readiness probe failed: HTTP probe failed with statuscode: 503"
@@ -208,6 +213,16 @@ class PodController(Controller):
                 pod, progress, "Running", statuses, ready=False, reason="ContainersNotReady"
             )
         self.reconcile_later(progress.next_restart_at - now, pod)
+
+    def _record_ready(self, pod: dict[str, Any], progress: PodProgress) -> None:
+        metadata = pod["metadata"]
+        self.cluster.sandbox.waits.record(
+            "pod",
+            f"{metadata.get('namespace')}/{metadata['name']}",
+            wall_clock(progress.seen_at),
+            wall_clock(progress.ready_at or progress.seen_at),
+            app=(metadata.get("labels") or {}).get("app"),
+        )
 
     # -- checks --------------------------------------------------------------------------------
 

@@ -53,7 +53,6 @@ class StackRuns:
 
 def real_dag(dags_folder: Path | None = None):  # noqa: ANN201 - an airflow.sdk DAG
     """The real DAG, parsed as the dag-processor would."""
-    os.environ.setdefault("GKE_INFERENCE_SCHEDULE", "none")
     from airflow.dag_processing.dagbag import DagBag
 
     folder = dags_folder or DAGS_FOLDER

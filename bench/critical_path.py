@@ -88,10 +88,6 @@ def longest_chain(shape: DagShape, weights: dict[str, float]) -> tuple[float, li
     return total, [task for task in path if weights.get(task)]
 
 
-def waits_of_run(waits: list[Wait], run: RunRecord, until: float) -> list[Wait]:
-    return [w for w in waits if run.started_at <= w["began"] and w["ended"] <= until]
-
-
 def measure(run: RunRecord, waits: list[Wait], shape: DagShape, params: dict, profile: Profile) -> dict:
     spans, unclaimed = attribute(waits, rules(params))
     critical, path = longest_chain(shape, spans)

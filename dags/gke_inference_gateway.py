@@ -24,9 +24,10 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.python import ShortCircuitOperator
 from airflow.sdk import DAG, TaskGroup
 
-from gke_inference import notifications
+from gke_inference import environments, notifications
 from gke_inference.docs import task_doc
 from gke_inference.endpoint_asset import ENDPOINT_ALIAS
+from gke_inference.environments import Environment
 from gke_inference.operators.checks import ChatCompletionCheckOperator, ModelRoutingCheckOperator
 from gke_inference.operators.cluster import EnsureAutopilotClusterOperator
 from gke_inference.operators.cost_guard import CostGuardGateOperator, KeepForOperator
@@ -42,7 +43,8 @@ from gke_inference.operators.project_network import (
 )
 from gke_inference.operators.report import RunReportOperator
 from gke_inference.operators.workloads import ApplyManifestsOperator
-from gke_inference.params import build_params, schedule_mode
+from gke_inference.ownership import DAG_ID
+from gke_inference.params import schedule_mode
 from gke_inference.sensors.cluster import ClusterRunningSensor
 from gke_inference.sensors.kubernetes import GatewayAddressSensor, PodsReadySensor
 from gke_inference.teardown_group import teardown_group
@@ -50,282 +52,313 @@ from gke_inference.timing import record_start, record_timing
 
 # Read at parse time from the environment, never from the metadata DB: "none" disables the schedule.
 SCHEDULE = os.environ.get("GKE_INFERENCE_SCHEDULE", "@weekly")
+DEFAULT_SCHEDULE = None if SCHEDULE.lower() == "none" else SCHEDULE
 SCHEDULE_MODE = schedule_mode()  # GKE_INFERENCE_SCHEDULE_MODE: what a scheduled run does
 RETRY_DELAY = timedelta(seconds=int(os.environ.get("GKE_INFERENCE_RETRY_DELAY_SECONDS", "30")))
+ENVIRONMENTS_DIR = os.path.join(os.path.dirname(__file__), "environments")  # or GKE_INFERENCE_ENVIRONMENTS_DIR
 
-with DAG(
-    dag_id="gke_inference_gateway",
-    description="GKE Autopilot + Inference Gateway + vLLM Llama-3.1-8B + body-based routing, rebuilt and verified",
-    doc_md=__doc__,
-    schedule=None if SCHEDULE.lower() == "none" else SCHEDULE,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    params=build_params(),
-    default_args={
-        "owner": "platform",
-        "retries": 3,
-        "retry_delay": RETRY_DELAY,
-        "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=10),
-        "execution_timeout": timedelta(minutes=30),
-        "pre_execute": record_start,
-        "post_execute": record_timing,
-        # each task's final failure is mailed / posted to the targets named in the environment
-        **notifications.task_callbacks(),
-    },
-    **notifications.dag_callbacks(),
-    deadline=notifications.deadline_alert(),
-    tags=["gke", "inference-gateway", "vllm"],
-) as dag:
-    # The only task that reads the run's params: every later task takes its values from the plan,
-    # typed, as `plan["key"]` (each key is its own XCom), never as a "{{ params.x }}" string.
-    plan_run = PlanRunOperator(task_id="plan_run", schedule_mode=SCHEDULE_MODE)
-    plan = plan_run.output
-    gcp = {"project_id": plan["project_id"], "gcp_conn_id": plan["gcp_conn_id"]}
-    regional = {**gcp, "region": plan["region"]}
-    cluster_target = {**gcp, "location": plan["region"], "cluster_name": plan["cluster_name"]}
-    pre_flight = {
-        **regional,
-        "mode": plan["mode"],
-        "gpu_type": plan["gpu_type"],
-        "gpu_count": plan["gpu_count"],
-        "model_name": plan["model_name"],
-        "execution_timeout": timedelta(minutes=5),
-    }
-    model_pods = {"app": plan["model_app_label"]}
 
-    preflight = PreflightOperator(task_id="preflight", **pre_flight, hf_conn_id=plan["hf_conn_id"])
-    choose_mode = ChooseModeOperator(
-        task_id="choose_mode",
-        mode=plan["mode"],
-        build_task_id="build",
-        teardown_task_id="teardown.start",
-        plan_task_id="plan_changes",
-    )
-    build = EmptyOperator(task_id="build")
-    # mode plan: read what the DAG's own tasks would create and delete, report it, change nothing;
-    # then stop: the build's first task and the run report are skipped (their "one success" trigger
-    # rules would count plan_run's success).
-    plan_changes = PlanChangesOperator(task_id="plan_changes", plan=plan)
-    stop_after_plan = ShortCircuitOperator(
-        task_id="stop_after_plan", python_callable=builds_after_plan, ignore_downstream_trigger_rules=False
-    )
-    choose_mode >> plan_changes >> stop_after_plan
-
-    # The mode's teardown (rebuild, teardown); its tasks take the plan from teardown.start.
-    teardown = teardown_group("teardown", plan)
-    start = teardown.get_child_by_label("start")
-
-    rebuild_after_teardown = ShortCircuitOperator(
-        task_id="rebuild_after_teardown",
-        python_callable=is_rebuild,
-        op_args=[plan["mode"]],
-        ignore_downstream_trigger_rules=False,
-    )
-
-    with TaskGroup("project_network") as project_network:
-        enable_apis = EnableApisOperator(
-            task_id="enable_apis", **gcp, trigger_rule="none_failed_min_one_success"
+def gateway_dag(environment: Environment | None = None) -> DAG:
+    """The tutorial's DAG; an environment's DAG carries its name, params, schedule and targets."""
+    notify = environment.notify if environment else None
+    with DAG(
+        dag_id=environment.dag_id if environment else DAG_ID,
+        description=(environment and environment.description)
+        or "GKE Autopilot + Inference Gateway + vLLM Llama-3.1-8B + body-based routing, rebuilt and verified",
+        doc_md=__doc__,
+        schedule=environment.schedule if environment else DEFAULT_SCHEDULE,
+        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        catchup=False,
+        max_active_runs=1,
+        params=environments.dag_params(environment),
+        default_args={
+            "owner": "platform",
+            "retries": 3,
+            "retry_delay": RETRY_DELAY,
+            "retry_exponential_backoff": True,
+            "max_retry_delay": timedelta(minutes=10),
+            "execution_timeout": timedelta(minutes=30),
+            "pre_execute": record_start,
+            "post_execute": record_timing,
+            # each task's final failure is mailed / posted to the targets of the deployment or environment
+            **notifications.task_callbacks(notify),
+        },
+        **notifications.dag_callbacks(notify),
+        deadline=notifications.deadline_alert(settings=notify),
+        tags=["gke", "inference-gateway", "vllm", *([f"env:{environment.name}"] if environment else [])],
+    ) as dag:
+        # The only task that reads the run's params: every later task takes its values from the plan,
+        # typed, as `plan["key"]` (each key is its own XCom), never as a "{{ params.x }}" string.
+        plan_run = PlanRunOperator(
+            task_id="plan_run", schedule_mode=environment.schedule_mode if environment else SCHEDULE_MODE
         )
-        ensure_network = EnsureNetworkOperator(
-            task_id="ensure_network",
-            **gcp,
-            network_name=plan["network_name"],
-            use_existing=plan["use_existing_network"],
-        )
-        ensure_node_subnet = EnsureSubnetworkOperator(
-            task_id="ensure_node_subnet",
+        plan = plan_run.output
+        gcp = {"project_id": plan["project_id"], "gcp_conn_id": plan["gcp_conn_id"]}
+        regional = {**gcp, "region": plan["region"]}
+        cluster_target = {**gcp, "location": plan["region"], "cluster_name": plan["cluster_name"]}
+        pre_flight = {
             **regional,
-            network_name=plan["network_name"],
-            subnetwork_name=plan["subnet_name"],
-            ip_cidr_range=plan["subnet_range"],
-            secondary_ranges=[
-                (plan["pods_range_name"], plan["pods_range"]),
-                (plan["services_range_name"], plan["services_range"]),
-            ],
-            use_existing=plan["use_existing_network"],
-        )
-        ensure_proxy_subnet = EnsureSubnetworkOperator(
-            task_id="ensure_proxy_subnet",
-            **regional,
-            network_name=plan["network_name"],
-            subnetwork_name=plan["proxy_subnet_name"],
-            ip_cidr_range=plan["proxy_subnet_range"],
-            purpose="REGIONAL_MANAGED_PROXY",
-            role="ACTIVE",
-        )
-        # On a new project Compute is only enabled now: the pre-flight's GPU question is asked again.
-        check_gpu_zones = PreflightOperator(
-            task_id="check_gpu_zones", **pre_flight, checks=["gpus"], compute_may_be_disabled=False
-        )
-        enable_apis >> check_gpu_zones >> ensure_network >> [ensure_node_subnet, ensure_proxy_subnet]
-
-    with TaskGroup("cluster") as cluster:
-        ensure_cluster = EnsureAutopilotClusterOperator(
-            task_id="ensure_cluster",
-            **cluster_target,
-            network_name=plan["network_name"],
-            subnetwork_name=plan["subnet_name"],
-            pods_range_name=plan["pods_range_name"],
-            services_range_name=plan["services_range_name"],
-            release_channel=plan["release_channel"],
-        )
-        wait_cluster_running = ClusterRunningSensor(
-            task_id="wait_cluster_running", **cluster_target, timeout=plan["cluster_timeout"]
-        )
-        choose_crd_set = ChooseCrdSetOperator(
-            task_id="choose_crd_set",
-            cluster=wait_cluster_running.output,
-            objective_only_task_id="cluster.install_crds_objective_only",
-            full_set_task_id="cluster.install_crds_full_set",
-        )
-        install_crds_objective_only = InstallCrdsOperator(
-            task_id="install_crds_objective_only", crd_set="objective_only", **cluster_target, values=plan
-        )
-        install_crds_full_set = InstallCrdsOperator(
-            task_id="install_crds_full_set", crd_set="full", **cluster_target, values=plan
-        )
-        # Whichever CRD set the branch chose is installed (the other one is skipped).
-        crds_installed = EmptyOperator(task_id="crds_installed", trigger_rule="none_failed_min_one_success")
-        ensure_cluster >> wait_cluster_running >> choose_crd_set
-        choose_crd_set >> [install_crds_objective_only, install_crds_full_set] >> crds_installed
-
-    with TaskGroup("model_server") as model_server:
-        apply_compute_class = ApplyManifestsOperator(
-            task_id="apply_compute_class",
-            manifest="model-inference-class.yaml",
-            **cluster_target,
-            values=plan,
-        )
-        create_hf_secret = HuggingFaceSecretOperator(
-            task_id="create_hf_secret",
-            hf_conn_id=plan["hf_conn_id"],
-            namespace=plan["namespace"],
-            **cluster_target,
-        )
-        deploy_vllm = ApplyManifestsOperator(
-            task_id="deploy_vllm", manifest="vllm-llama3-1-8b-instruct.yaml", **cluster_target, values=plan
-        )
-        [apply_compute_class, create_hf_secret] >> deploy_vllm
-
-    with TaskGroup("gateway") as gateway:
-        apply_inference_pool = ApplyManifestsOperator(
-            task_id="apply_inference_pool",
-            manifest="inferencepool",
-            **cluster_target,
-            values=plan,
-        )
-        apply_gateway = ApplyManifestsOperator(
-            task_id="apply_gateway", manifest="gateway.yaml", **cluster_target, values=plan
-        )
-        apply_inference_pool >> apply_gateway
-
-    with TaskGroup("verify") as verify:
-        wait_gateway_address = GatewayAddressSensor(
-            task_id="wait_gateway_address",
-            **cluster_target,
-            namespace=plan["namespace"],
-            gateway_name=plan["gateway_name"],
-            timeout=plan["gateway_timeout"],
-        )
-        wait_model_pods_ready = PodsReadySensor(
-            task_id="wait_model_pods_ready",
-            **cluster_target,
-            namespace=plan["namespace"],
-            label_selector=model_pods,
-            replicas=plan["replicas"],
-            timeout=plan["pods_timeout"],
-        )
-        # What the checks depend on, looked at when the gateway does not answer: which is gone is named.
-        through_the_gateway = {
-            **cluster_target,
-            "gateway_address": wait_gateway_address.output,
-            "port": plan["gateway_port"],
-            "namespace": plan["namespace"],
-            "gateway_name": plan["gateway_name"],
-            "pool_name": plan["pool_name"],
-            "prompt": plan["prompt"],
-            "max_tokens": plan["max_tokens"],
+            "mode": plan["mode"],
+            "gpu_type": plan["gpu_type"],
+            "gpu_count": plan["gpu_count"],
+            "model_name": plan["model_name"],
+            "execution_timeout": timedelta(minutes=5),
         }
-        check_chat_completion = ChatCompletionCheckOperator(
-            task_id="check_chat_completion", **through_the_gateway, model=plan["model_name"]
-        )
-        [wait_gateway_address, wait_model_pods_ready] >> check_chat_completion
+        model_pods = {"app": plan["model_app_label"]}
 
-    with TaskGroup("body_routing") as body_routing:
-        install_body_based_router = ApplyManifestsOperator(
-            task_id="install_body_based_router", manifest="body-based-router", **cluster_target, values=plan
+        preflight = PreflightOperator(task_id="preflight", **pre_flight, hf_conn_id=plan["hf_conn_id"])
+        choose_mode = ChooseModeOperator(
+            task_id="choose_mode",
+            mode=plan["mode"],
+            build_task_id="build",
+            teardown_task_id="teardown.start",
+            plan_task_id="plan_changes",
         )
-        wait_body_based_router = PodsReadySensor(
-            task_id="wait_body_based_router",
-            **cluster_target,
-            namespace=plan["namespace"],
-            label_selector={"app": "body-based-router"},
-            replicas=1,
-            timeout=plan["pods_timeout"],
-            tutorial_step="5.1",
+        build = EmptyOperator(task_id="build")
+        # mode plan: read what the DAG's own tasks would create and delete, report it, change nothing;
+        # then stop: the build's first task and the run report are skipped (their "one success" trigger
+        # rules would count plan_run's success).
+        plan_changes = PlanChangesOperator(task_id="plan_changes", plan=plan)
+        stop_after_plan = ShortCircuitOperator(
+            task_id="stop_after_plan",
+            python_callable=builds_after_plan,
+            ignore_downstream_trigger_rules=False,
         )
-        apply_body_routing_route = ApplyManifestsOperator(
-            task_id="apply_body_routing_route", manifest="body-routing.yaml", **cluster_target, values=plan
-        )
-        check_right_model = ModelRoutingCheckOperator(
-            task_id="check_right_model", **through_the_gateway, model=plan["model_name"], expect="accepted"
-        )
-        check_wrong_model_rejected = ModelRoutingCheckOperator(
-            task_id="check_wrong_model_rejected",
-            **through_the_gateway,
-            model=plan["wrong_model_name"],
-            expect="rejected",
-        )
-        # The model-only route replaces the catch-all, so the router must already add the header, and
-        # a rejection only means something once the right model is known to pass.
-        install_body_based_router >> wait_body_based_router >> apply_body_routing_route
-        apply_body_routing_route >> check_right_model >> check_wrong_model_rejected
+        choose_mode >> plan_changes >> stop_after_plan
 
-    run_report = RunReportOperator(
-        task_id="run_report",
-        plan=plan,
-        gateway_address=wait_gateway_address.output,
-        chat=check_chat_completion.output,
-        rejection=check_wrong_model_rejected.output,
-        trigger_rule="none_failed_min_one_success",
-        outlets=[ENDPOINT_ALIAS],
-    )
+        # The mode's teardown (rebuild, teardown); its tasks take the plan from teardown.start.
+        teardown = teardown_group("teardown", plan)
+        start = teardown.get_child_by_label("start")
 
-    # The cost guard (issue 15 section 3): after a successful verify, wait keep_for_hours (0: keep),
-    # then tear down; after a failed build, tear down if on_failure says so. The gate waits for every
-    # build task (all_done on each, so nothing is still creating), opens the cleanup group or skips it.
-    # run_report stays a leaf, so a failed build leaves the run failed whatever the cleanup does.
-    keep_for = KeepForOperator(task_id="keep_for", hours=plan["keep_for_hours"])
-    build_tasks = [
-        task
-        for group in (project_network, cluster, model_server, gateway, verify, body_routing)
-        for task in group.iter_tasks()
-    ]
-    cleanup = teardown_group(
-        "cleanup",
-        plan,
-        start=CostGuardGateOperator,
-        build_task_ids=[task.task_id for task in build_tasks],
-        keep_for_task_id=keep_for.task_id,
-    )
-    cleanup_gate = cleanup.get_child_by_label("start")
+        rebuild_after_teardown = ShortCircuitOperator(
+            task_id="rebuild_after_teardown",
+            python_callable=is_rebuild,
+            op_args=[plan["mode"]],
+            ignore_downstream_trigger_rules=False,
+        )
 
-    plan_run >> preflight >> choose_mode >> [build, start]
-    teardown >> rebuild_after_teardown >> enable_apis
-    build >> enable_apis
-    stop_after_plan >> [enable_apis, run_report]
-    ensure_node_subnet >> ensure_cluster
-    wait_cluster_running >> [apply_compute_class, create_hf_secret]
-    crds_installed >> apply_inference_pool
-    ensure_proxy_subnet >> apply_gateway
-    deploy_vllm >> wait_model_pods_ready
-    apply_gateway >> wait_gateway_address
-    check_chat_completion >> install_body_based_router
-    [check_wrong_model_rejected, teardown.get_child_by_label("delete_network")] >> run_report
-    check_wrong_model_rejected >> keep_for
-    [*build_tasks, keep_for] >> cleanup_gate
+        with TaskGroup("project_network") as project_network:
+            enable_apis = EnableApisOperator(
+                task_id="enable_apis", **gcp, trigger_rule="none_failed_min_one_success"
+            )
+            ensure_network = EnsureNetworkOperator(
+                task_id="ensure_network",
+                **gcp,
+                network_name=plan["network_name"],
+                use_existing=plan["use_existing_network"],
+            )
+            ensure_node_subnet = EnsureSubnetworkOperator(
+                task_id="ensure_node_subnet",
+                **regional,
+                network_name=plan["network_name"],
+                subnetwork_name=plan["subnet_name"],
+                ip_cidr_range=plan["subnet_range"],
+                secondary_ranges=[
+                    (plan["pods_range_name"], plan["pods_range"]),
+                    (plan["services_range_name"], plan["services_range"]),
+                ],
+                use_existing=plan["use_existing_network"],
+            )
+            ensure_proxy_subnet = EnsureSubnetworkOperator(
+                task_id="ensure_proxy_subnet",
+                **regional,
+                network_name=plan["network_name"],
+                subnetwork_name=plan["proxy_subnet_name"],
+                ip_cidr_range=plan["proxy_subnet_range"],
+                purpose="REGIONAL_MANAGED_PROXY",
+                role="ACTIVE",
+            )
+            # On a new project Compute is only enabled now: the pre-flight's GPU question is asked again.
+            check_gpu_zones = PreflightOperator(
+                task_id="check_gpu_zones", **pre_flight, checks=["gpus"], compute_may_be_disabled=False
+            )
+            enable_apis >> check_gpu_zones >> ensure_network >> [ensure_node_subnet, ensure_proxy_subnet]
 
-for task in dag.tasks:
-    task.doc_md = task_doc(task.task_id)
+        with TaskGroup("cluster") as cluster:
+            ensure_cluster = EnsureAutopilotClusterOperator(
+                task_id="ensure_cluster",
+                **cluster_target,
+                network_name=plan["network_name"],
+                subnetwork_name=plan["subnet_name"],
+                pods_range_name=plan["pods_range_name"],
+                services_range_name=plan["services_range_name"],
+                release_channel=plan["release_channel"],
+            )
+            wait_cluster_running = ClusterRunningSensor(
+                task_id="wait_cluster_running", **cluster_target, timeout=plan["cluster_timeout"]
+            )
+            choose_crd_set = ChooseCrdSetOperator(
+                task_id="choose_crd_set",
+                cluster=wait_cluster_running.output,
+                objective_only_task_id="cluster.install_crds_objective_only",
+                full_set_task_id="cluster.install_crds_full_set",
+            )
+            install_crds_objective_only = InstallCrdsOperator(
+                task_id="install_crds_objective_only", crd_set="objective_only", **cluster_target, values=plan
+            )
+            install_crds_full_set = InstallCrdsOperator(
+                task_id="install_crds_full_set", crd_set="full", **cluster_target, values=plan
+            )
+            # Whichever CRD set the branch chose is installed (the other one is skipped).
+            crds_installed = EmptyOperator(
+                task_id="crds_installed", trigger_rule="none_failed_min_one_success"
+            )
+            ensure_cluster >> wait_cluster_running >> choose_crd_set
+            choose_crd_set >> [install_crds_objective_only, install_crds_full_set] >> crds_installed
+
+        with TaskGroup("model_server") as model_server:
+            apply_compute_class = ApplyManifestsOperator(
+                task_id="apply_compute_class",
+                manifest="model-inference-class.yaml",
+                **cluster_target,
+                values=plan,
+            )
+            create_hf_secret = HuggingFaceSecretOperator(
+                task_id="create_hf_secret",
+                hf_conn_id=plan["hf_conn_id"],
+                namespace=plan["namespace"],
+                **cluster_target,
+            )
+            deploy_vllm = ApplyManifestsOperator(
+                task_id="deploy_vllm",
+                manifest="vllm-llama3-1-8b-instruct.yaml",
+                **cluster_target,
+                values=plan,
+            )
+            [apply_compute_class, create_hf_secret] >> deploy_vllm
+
+        with TaskGroup("gateway") as gateway:
+            apply_inference_pool = ApplyManifestsOperator(
+                task_id="apply_inference_pool",
+                manifest="inferencepool",
+                **cluster_target,
+                values=plan,
+            )
+            apply_gateway = ApplyManifestsOperator(
+                task_id="apply_gateway", manifest="gateway.yaml", **cluster_target, values=plan
+            )
+            apply_inference_pool >> apply_gateway
+
+        with TaskGroup("verify") as verify:
+            wait_gateway_address = GatewayAddressSensor(
+                task_id="wait_gateway_address",
+                **cluster_target,
+                namespace=plan["namespace"],
+                gateway_name=plan["gateway_name"],
+                timeout=plan["gateway_timeout"],
+            )
+            wait_model_pods_ready = PodsReadySensor(
+                task_id="wait_model_pods_ready",
+                **cluster_target,
+                namespace=plan["namespace"],
+                label_selector=model_pods,
+                replicas=plan["replicas"],
+                timeout=plan["pods_timeout"],
+            )
+            # What the checks depend on, looked at when the gateway does not answer: which is gone is named.
+            through_the_gateway = {
+                **cluster_target,
+                "gateway_address": wait_gateway_address.output,
+                "port": plan["gateway_port"],
+                "namespace": plan["namespace"],
+                "gateway_name": plan["gateway_name"],
+                "pool_name": plan["pool_name"],
+                "prompt": plan["prompt"],
+                "max_tokens": plan["max_tokens"],
+            }
+            check_chat_completion = ChatCompletionCheckOperator(
+                task_id="check_chat_completion", **through_the_gateway, model=plan["model_name"]
+            )
+            [wait_gateway_address, wait_model_pods_ready] >> check_chat_completion
+
+        with TaskGroup("body_routing") as body_routing:
+            install_body_based_router = ApplyManifestsOperator(
+                task_id="install_body_based_router",
+                manifest="body-based-router",
+                **cluster_target,
+                values=plan,
+            )
+            wait_body_based_router = PodsReadySensor(
+                task_id="wait_body_based_router",
+                **cluster_target,
+                namespace=plan["namespace"],
+                label_selector={"app": "body-based-router"},
+                replicas=1,
+                timeout=plan["pods_timeout"],
+                tutorial_step="5.1",
+            )
+            apply_body_routing_route = ApplyManifestsOperator(
+                task_id="apply_body_routing_route",
+                manifest="body-routing.yaml",
+                **cluster_target,
+                values=plan,
+            )
+            check_right_model = ModelRoutingCheckOperator(
+                task_id="check_right_model",
+                **through_the_gateway,
+                model=plan["model_name"],
+                expect="accepted",
+            )
+            check_wrong_model_rejected = ModelRoutingCheckOperator(
+                task_id="check_wrong_model_rejected",
+                **through_the_gateway,
+                model=plan["wrong_model_name"],
+                expect="rejected",
+            )
+            # The model-only route replaces the catch-all, so the router must already add the header, and
+            # a rejection only means something once the right model is known to pass.
+            install_body_based_router >> wait_body_based_router >> apply_body_routing_route
+            apply_body_routing_route >> check_right_model >> check_wrong_model_rejected
+
+        run_report = RunReportOperator(
+            task_id="run_report",
+            plan=plan,
+            gateway_address=wait_gateway_address.output,
+            chat=check_chat_completion.output,
+            rejection=check_wrong_model_rejected.output,
+            trigger_rule="none_failed_min_one_success",
+            outlets=[ENDPOINT_ALIAS],
+        )
+
+        # The cost guard (issue 15 section 3): after a successful verify, wait keep_for_hours (0: keep),
+        # then tear down; after a failed build, tear down if on_failure says so. The gate waits for every
+        # build task (all_done on each, so nothing is still creating), opens the cleanup group or skips it.
+        # run_report stays a leaf, so a failed build leaves the run failed whatever the cleanup does.
+        keep_for = KeepForOperator(task_id="keep_for", hours=plan["keep_for_hours"])
+        build_tasks = [
+            task
+            for group in (project_network, cluster, model_server, gateway, verify, body_routing)
+            for task in group.iter_tasks()
+        ]
+        cleanup = teardown_group(
+            "cleanup",
+            plan,
+            start=CostGuardGateOperator,
+            build_task_ids=[task.task_id for task in build_tasks],
+            keep_for_task_id=keep_for.task_id,
+        )
+        cleanup_gate = cleanup.get_child_by_label("start")
+
+        plan_run >> preflight >> choose_mode >> [build, start]
+        teardown >> rebuild_after_teardown >> enable_apis
+        build >> enable_apis
+        stop_after_plan >> [enable_apis, run_report]
+        ensure_node_subnet >> ensure_cluster
+        wait_cluster_running >> [apply_compute_class, create_hf_secret]
+        crds_installed >> apply_inference_pool
+        ensure_proxy_subnet >> apply_gateway
+        deploy_vllm >> wait_model_pods_ready
+        apply_gateway >> wait_gateway_address
+        check_chat_completion >> install_body_based_router
+        [check_wrong_model_rejected, teardown.get_child_by_label("delete_network")] >> run_report
+        check_wrong_model_rejected >> keep_for
+        [*build_tasks, keep_for] >> cleanup_gate
+
+    for task in dag.tasks:
+        task.doc_md = task_doc(task.task_id)
+    return dag
+
+
+# One DAG per environment defined in YAML (gke_inference.environments); none defined: the one DAG.
+for _environment in environments.load(environments.environments_dir(ENVIRONMENTS_DIR)) or [None]:
+    globals()[_environment.dag_id if _environment else DAG_ID] = gateway_dag(_environment)

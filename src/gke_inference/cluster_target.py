@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from gke_inference.ownership import Owner
+
 if TYPE_CHECKING:
     from gke_inference.hooks.gke import GKEClusterHook
     from gke_inference.hooks.kubernetes import ClusterKubernetesHook
@@ -85,6 +87,11 @@ class ClusterTaskMixin:
         self.project_id = project_id
         self.gcp_conn_id = gcp_conn_id
         self.impersonation_chain = impersonation_chain
+
+    @property
+    def ownership(self) -> Owner:
+        """Whose marks this task's DAG (its environment) puts on what it creates and deletes."""
+        return Owner.of_dag(self.dag_id)
 
     @property
     def cluster_target(self) -> ClusterTarget:

@@ -19,7 +19,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from gke_inference.ownership import K8S_LABELS, is_owned_k8s_object
+from gke_inference.ownership import DEFAULT_OWNER, Owner
 
 # Package data: the wheel carries include/manifests/ as gke_inference/manifests; in the repo that path is
 # a symlink to include/manifests/, so an editable install reads the source itself.
@@ -106,10 +106,13 @@ def template_paths(relative_path: str, root: Path = MANIFESTS_DIR) -> list[str]:
     raise ManifestError(f"no manifest {relative_path!r} under {root}")
 
 
-def render(relative_path: str, params: Mapping[str, Any], root: Path = MANIFESTS_DIR) -> list[dict]:
-    """Render a manifest file or directory into Kubernetes objects, checked for shape and labels."""
+def render(
+    relative_path: str, params: Mapping[str, Any], root: Path = MANIFESTS_DIR, owner: Owner = DEFAULT_OWNER
+) -> list[dict]:
+    """Render a manifest file or directory into Kubernetes objects, checked for shape and labels;
+    ``owner``: whose labels they carry (an environment's DAG passes its own)."""
     env = _environment(root)
-    context = {"params": dict(params), "labels": dict(K8S_LABELS)}
+    context = {"params": dict(params), "labels": owner.k8s_labels}
     objects: list[dict] = []
     for template_name in template_paths(relative_path, root):
         text = _render_text(env, template_name, context)
@@ -118,7 +121,7 @@ def render(relative_path: str, params: Mapping[str, Any], root: Path = MANIFESTS
         except yaml.YAMLError as exc:
             raise ManifestError(f"{template_name} renders to invalid YAML: {exc}") from exc
         for index, doc in enumerate(documents):
-            _check_object(doc, f"{template_name} document {index + 1}", params)
+            _check_object(doc, f"{template_name} document {index + 1}", params, owner)
             objects.append(doc)
     return objects
 
@@ -132,7 +135,7 @@ def _render_text(env: jinja2.Environment, template_name: str, context: dict) -> 
         raise ManifestError(f"{template_name} line {exc.lineno}: {exc.message}") from None
 
 
-def _check_object(doc: Any, where: str, params: Mapping[str, Any]) -> None:
+def _check_object(doc: Any, where: str, params: Mapping[str, Any], owner: Owner) -> None:
     if not isinstance(doc, dict):
         raise ManifestError(f"{where} is not a mapping")
     for field in ("apiVersion", "kind"):
@@ -142,8 +145,8 @@ def _check_object(doc: Any, where: str, params: Mapping[str, Any]) -> None:
     label = f"{where} ({doc['kind']})"
     if not metadata.get("name"):
         raise ManifestError(f"{label} has no metadata.name")
-    if not is_owned_k8s_object(doc):
-        raise ManifestError(f"{label} lacks the ownership labels {K8S_LABELS}")
+    if not owner.owns_k8s_object(doc):
+        raise ManifestError(f"{label} lacks the ownership labels {owner.k8s_labels}")
     namespaced = doc["kind"] not in CLUSTER_SCOPED_KINDS
     if namespaced and metadata.get("namespace") != params.get("namespace"):
         raise ManifestError(f"{label} must be in namespace {params.get('namespace')!r}")

@@ -29,6 +29,7 @@ run's last failed task is often not the cause.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import html
 import logging
 import os
@@ -181,18 +182,43 @@ def configured_targets(smtp_conn_id: str, email_to: str, webhook_conn_id: str) -
     return targets
 
 
-def targets_from_env() -> dict[str, str]:
-    """The targets as plain strings (a Deadline Alert's callback kwargs are serialized)."""
-    smtp_conn_id, email_to = os.environ.get(SMTP_CONN_ENV, ""), os.environ.get(EMAIL_TO_ENV, "")
-    return {
-        "smtp_conn_id": smtp_conn_id if email_to else "",
-        "email_to": email_to if smtp_conn_id else "",
-        "webhook_conn_id": os.environ.get(WEBHOOK_CONN_ENV, ""),
-    }
+@dataclasses.dataclass(frozen=True)
+class NotifySettings:
+    """Whom a DAG tells, and when: the deployment's environment variables, or an environment's
+    ``notify`` section (gke_inference.environments), field for field."""
+
+    smtp_conn_id: str = ""
+    email_to: str = ""  # comma-separated
+    webhook_conn_id: str = ""
+    on_scheduled_success: bool = False
+    deadline_minutes: int | None = None
+
+    @classmethod
+    def from_env(cls) -> NotifySettings:
+        minutes = os.environ.get(DEADLINE_ENV)
+        return cls(
+            smtp_conn_id=os.environ.get(SMTP_CONN_ENV, ""),
+            email_to=os.environ.get(EMAIL_TO_ENV, ""),
+            webhook_conn_id=os.environ.get(WEBHOOK_CONN_ENV, ""),
+            on_scheduled_success=os.environ.get(ON_SUCCESS_ENV, "").lower() in ("1", "true", "yes"),
+            deadline_minutes=int(minutes) if minutes else None,
+        )
+
+    def targets(self) -> dict[str, str]:
+        """The targets as plain strings (a Deadline Alert's callback kwargs are serialized); mail
+        needs both the connection and the recipients."""
+        mail = bool(self.smtp_conn_id and self.email_to)
+        return {
+            "smtp_conn_id": self.smtp_conn_id if mail else "",
+            "email_to": self.email_to if mail else "",
+            "webhook_conn_id": self.webhook_conn_id,
+        }
 
 
-def configured_notifiers(message: Callable[[dict], tuple[str, str]]) -> list[GatewayNotifier]:
-    return [GatewayNotifier(message, target) for target in configured_targets(**targets_from_env())]
+def configured_notifiers(
+    message: Callable[[dict], tuple[str, str]], settings: NotifySettings
+) -> list[GatewayNotifier]:
+    return [GatewayNotifier(message, target) for target in configured_targets(**settings.targets())]
 
 
 @contextlib.contextmanager
@@ -209,9 +235,11 @@ def say_not_configured(context: dict) -> None:
     log.info(NOT_CONFIGURED)
 
 
-def task_callbacks() -> dict[str, list]:
-    """``default_args`` entries: every task's final failure is sent to the configured targets."""
-    return {"on_failure_callback": configured_notifiers(failure_message) or [say_not_configured]}
+def task_callbacks(settings: NotifySettings | None = None) -> dict[str, list]:
+    """``default_args`` entries: every task's final failure is sent to the configured targets
+    (``settings``: the deployment's environment variables unless given)."""
+    notifiers = configured_notifiers(failure_message, settings or NotifySettings.from_env())
+    return {"on_failure_callback": notifiers or [say_not_configured]}
 
 
 def notify_if_scheduled(notifiers: list) -> Callable[[dict], None]:
@@ -224,12 +252,13 @@ def notify_if_scheduled(notifiers: list) -> Callable[[dict], None]:
     return callback
 
 
-def dag_callbacks() -> dict[str, list]:
+def dag_callbacks(settings: NotifySettings | None = None) -> dict[str, list]:
     """``DAG(...)`` arguments: with ``GKE_INFERENCE_NOTIFY_ON_SCHEDULED_SUCCESS=true``, a scheduled
     run that succeeded is announced too."""
-    if os.environ.get(ON_SUCCESS_ENV, "").lower() not in ("1", "true", "yes"):
+    settings = settings or NotifySettings.from_env()
+    if not settings.on_scheduled_success:
         return {}
-    notifiers = configured_notifiers(success_message)
+    notifiers = configured_notifiers(success_message, settings)
     return {"on_success_callback": [notify_if_scheduled(notifiers)]} if notifiers else {}
 
 
@@ -268,19 +297,20 @@ async def deadline_missed(
             await target.asend(subject, text, context)
 
 
-def deadline_alert(default: timedelta = timedelta(hours=3)):
+def deadline_alert(default: timedelta = timedelta(hours=3), settings: NotifySettings | None = None):
     """``DAG(deadline=...)``: alert the configured targets when a run is not done ``default`` (or
     ``GKE_INFERENCE_NOTIFY_DEADLINE_MINUTES``) after it was queued; ``None`` (no deadline) when no
     target is configured."""
     from airflow.sdk.definitions.callback import AsyncCallback
     from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
-    targets = targets_from_env()
+    settings = settings or NotifySettings.from_env()
+    targets = settings.targets()
     if not any(targets.values()):
         return None
-    minutes = os.environ.get(DEADLINE_ENV)
+    minutes = settings.deadline_minutes
     return DeadlineAlert(
         reference=DeadlineReference.DAGRUN_QUEUED_AT,
-        interval=timedelta(minutes=int(minutes)) if minutes else default,
+        interval=timedelta(minutes=minutes) if minutes else default,
         callback=AsyncCallback(deadline_missed, kwargs=targets),
     )

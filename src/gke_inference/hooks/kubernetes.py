@@ -37,7 +37,7 @@ from gke_inference.hooks._base import CredentialsRefusedError, credentials_refus
 from gke_inference.hooks._retry import DEFAULT_RETRY, describe_error
 from gke_inference.hooks.gke import GKEClusterHook
 from gke_inference.kube_objects import condition_status, format_label_selector, object_ref
-from gke_inference.ownership import is_owned_k8s_object
+from gke_inference.ownership import DEFAULT_OWNER, Owner
 
 FIELD_MANAGER = "airflow-gke-inference-gateway"
 CRD_API_VERSION = "apiextensions.k8s.io/v1"
@@ -238,12 +238,14 @@ class ClusterKubernetesHook(BaseHook):
         self.log.info("Applied %s: %s", ref, result.action)
         return result
 
-    def delete(self, objects: Iterable[Mapping[str, Any]], *, owned_only: bool = True) -> list[DeleteResult]:
-        """Delete each object in order. Missing objects count as done (404 is success); with
-        ``owned_only``, objects that exist without the DAG's ownership label are left alone."""
-        return [self.delete_one(obj, owned_only=owned_only) for obj in objects]
+    def delete(
+        self, objects: Iterable[Mapping[str, Any]], *, owner: Owner = DEFAULT_OWNER
+    ) -> list[DeleteResult]:
+        """Delete each object in order. Missing objects count as done (404 is success); objects that
+        exist without ``owner``'s labels (another environment's, or nobody's) are left alone."""
+        return [self.delete_one(obj, owner=owner) for obj in objects]
 
-    def delete_one(self, obj: Mapping[str, Any], *, owned_only: bool = True) -> DeleteResult:
+    def delete_one(self, obj: Mapping[str, Any], *, owner: Owner = DEFAULT_OWNER) -> DeleteResult:
         ref = object_ref(obj)
         metadata = obj.get("metadata") or {}
         api_version, kind, name = obj["apiVersion"], obj["kind"], metadata["name"]
@@ -256,7 +258,7 @@ class ClusterKubernetesHook(BaseHook):
         current = self.get(api_version, kind, name, namespace)
         if current is None:
             return DeleteResult(ref, "absent")
-        if owned_only and not is_owned_k8s_object(current):
+        if not owner.owns_k8s_object(current):
             self.log.warning("%s exists but is not managed by this DAG; leaving it alone", ref)
             return DeleteResult(ref, "not_owned")
         try:

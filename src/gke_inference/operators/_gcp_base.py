@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from airflow.sdk import BaseOperator
 
 from gke_inference.errors import failing_fast
+from gke_inference.ownership import Owner
 
 
 class GcpOperator(BaseOperator):
@@ -35,6 +36,11 @@ class GcpOperator(BaseOperator):
         self.project_id = project_id
         self.gcp_conn_id = gcp_conn_id
         self.impersonation_chain = impersonation_chain
+
+    @property
+    def ownership(self) -> Owner:
+        """Whose marks this task's DAG (its environment) puts on what it creates and deletes."""
+        return Owner.of_dag(self.dag_id)
 
     def hook_kwargs(self) -> dict[str, Any]:
         return {"gcp_conn_id": self.gcp_conn_id, "impersonation_chain": self.impersonation_chain}

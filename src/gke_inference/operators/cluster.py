@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 from gke_inference.links import ClusterConsoleLink
 from gke_inference.operators._gcp_base import GcpOperator
-from gke_inference.ownership import GCP_LABELS
 from gke_inference.results import created_or_found, gcp_ref
 
 if TYPE_CHECKING:
@@ -71,7 +70,7 @@ class EnsureAutopilotClusterOperator(GcpOperator):
             pods_range_name=self.pods_range_name,
             services_range_name=self.services_range_name,
             release_channel=self.release_channel,
-            labels=GCP_LABELS,
+            labels=self.ownership.gcp_labels,
         )
 
     def execute(self, context: Any) -> dict:

@@ -12,7 +12,6 @@ from gke_inference import manifests
 from gke_inference.cluster_target import ClusterTaskMixin
 from gke_inference.errors import failing_fast
 from gke_inference.kube_objects import object_ref
-from gke_inference.ownership import K8S_LABELS
 from gke_inference.results import one
 
 # The hooks pull in the Kubernetes and Google clients; they are imported where a task runs, never
@@ -60,7 +59,7 @@ class HuggingFaceSecretOperator(ClusterTaskMixin, BaseOperator):
             "metadata": {
                 "name": manifests.NAMES["hf_secret"],
                 "namespace": namespace,
-                "labels": K8S_LABELS,
+                "labels": self.ownership.k8s_labels,
             },
             "stringData": {manifests.NAMES["hf_secret_key"]: token},
         }

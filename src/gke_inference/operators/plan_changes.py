@@ -36,12 +36,6 @@ from gke_inference.operators.teardown_gcp import (
     DeleteSubnetworkOperator,
 )
 from gke_inference.operators.workloads import ApplyManifestsOperator, DeleteManifestsOperator
-from gke_inference.ownership import (
-    NETWORK_DESCRIPTION,
-    is_owned_gcp_labels,
-    is_owned_k8s_object,
-    is_owned_network_description,
-)
 from gke_inference.results import gcp_ref
 from gke_inference.run_note import NOTE_MAX_CHARS, set_run_note
 
@@ -203,7 +197,7 @@ def plan_network(task: EnsureNetworkOperator, changes: Changes) -> None:
 
     hook = _compute_hook(task)
     have = _unless_disabled(hook.find_network, task.network_name, task.project_id)
-    want = _wanted(network_resource(task.network_name, NETWORK_DESCRIPTION))
+    want = _wanted(network_resource(task.network_name, task.ownership.network_description))
     use_existing = flag(task.use_existing, "use_existing")
     # A VPC the user brought is used as it is: only its existence matters.
     ref = gcp_ref("Network", task.network_name)
@@ -220,7 +214,7 @@ def plan_subnetwork(task: EnsureSubnetworkOperator, changes: Changes) -> None:
         changes.add(MISSING if use_existing else CREATE, ref)
         return
     have = hook.existing_subnetwork(spec, task.network_name, hook.resolve_project_id(task.project_id))
-    want = _wanted(spec.to_subnetwork(network.self_link, NETWORK_DESCRIPTION))
+    want = _wanted(spec.to_subnetwork(network.self_link, task.ownership.network_description))
     if spec.is_proxy_only:
         # The ensure takes any ACTIVE proxy-only subnet of the region, whatever its name and range.
         want = {key: want[key] for key in ("network", "purpose", "role")}
@@ -356,12 +350,12 @@ def teardown_targets(task, cluster, live, context) -> Iterator[tuple[str, bool]]
         for obj in task.objects_to_delete(context):
             found = live.get(object_ref(obj))
             if found is not None:
-                yield object_ref(obj), is_owned_k8s_object(found)
+                yield object_ref(obj), task.ownership.owns_k8s_object(found)
     elif isinstance(task, DeleteClusterOperator):
         if cluster is not None:
             yield (
                 gcp_ref("Cluster", task.location, task.cluster_name),
-                is_owned_gcp_labels(dict(cluster.resource_labels)),
+                task.ownership.owns_gcp_labels(dict(cluster.resource_labels)),
             )
     elif isinstance(task, DeleteSubnetworkOperator):
         found = _unless_disabled(
@@ -369,11 +363,11 @@ def teardown_targets(task, cluster, live, context) -> Iterator[tuple[str, bool]]
         )
         if found is not None:
             ref = gcp_ref("Subnetwork", task.region, task.subnetwork_name)
-            yield ref, is_owned_network_description(found.description)
+            yield ref, task.ownership.owns_network_description(found.description)
     elif isinstance(task, DeleteNetworkOperator):
         found = _unless_disabled(_compute_hook(task).find_network, task.network_name, task.project_id)
         if found is not None:
-            yield gcp_ref("Network", task.network_name), is_owned_network_description(found.description)
+            yield gcp_ref("Network", task.network_name), task.ownership.owns_network_description(found.description)
 
 
 def plan_markdown(report: Mapping[str, Any], run_id: str) -> str:

@@ -14,7 +14,6 @@ from gke_inference.arguments import check_when_built, flag, seconds
 from gke_inference.hooks._errors import InvalidInputError
 from gke_inference.links import ApisConsoleLink, NetworkConsoleLink, SubnetworkConsoleLink
 from gke_inference.operators._gcp_base import GcpOperator
-from gke_inference.ownership import NETWORK_DESCRIPTION
 from gke_inference.results import created_or_found, gcp_ref
 
 if TYPE_CHECKING:
@@ -96,7 +95,10 @@ class EnsureNetworkOperator(GcpOperator):
             hook = ComputeNetworkHook(**self.hook_kwargs())
             project = hook.resolve_project_id(self.project_id)
             result = hook.ensure_network(
-                self.network_name, project, description=NETWORK_DESCRIPTION, use_existing=use_existing
+                self.network_name,
+                project,
+                description=self.ownership.network_description,
+                use_existing=use_existing,
             )
         self.log.info("Network %s %s", result["name"], "created" if result["created"] else "already exists")
         created = result.pop("created")
@@ -175,7 +177,11 @@ class EnsureSubnetworkOperator(GcpOperator):
             hook = ComputeNetworkHook(**self.hook_kwargs())
             project = hook.resolve_project_id(self.project_id)
             result = hook.ensure_subnetwork(
-                spec, self.network_name, project, description=NETWORK_DESCRIPTION, use_existing=use_existing
+                spec,
+                self.network_name,
+                project,
+                description=self.ownership.network_description,
+                use_existing=use_existing,
             )
         self.log.info(
             "Subnetwork %s %s", result["name"], "created" if result["created"] else "already exists"

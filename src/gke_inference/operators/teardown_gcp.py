@@ -19,7 +19,6 @@ from gke_inference import results
 from gke_inference.arguments import seconds
 from gke_inference.errors import is_service_disabled
 from gke_inference.operators._gcp_base import GcpOperator
-from gke_inference.ownership import is_owned_gcp_labels, is_owned_network_description
 from gke_inference.results import gcp_ref
 
 if TYPE_CHECKING:
@@ -80,7 +79,7 @@ class DeleteClusterOperator(GcpOperator):
         cluster = hook.find_cluster(self.cluster_name, project)
         if cluster is None:
             return ABSENT
-        if not is_owned_gcp_labels(dict(cluster.resource_labels)):
+        if not self.ownership.owns_gcp_labels(dict(cluster.resource_labels)):
             self.log.warning("Cluster %s lacks the DAG's ownership label; leaving it", self.cluster_name)
             return NOT_OWNED
         from gke_inference.hooks.gke import ClusterStatus
@@ -124,7 +123,7 @@ class DeleteSubnetworkOperator(GcpOperator):
         subnetwork = hook.find_subnetwork(self.subnetwork_name, self.region, project)
         if subnetwork is None:
             return ABSENT
-        if not is_owned_network_description(subnetwork.description):
+        if not self.ownership.owns_network_description(subnetwork.description):
             return NOT_OWNED
         return DELETED if hook.delete_subnetwork(self.subnetwork_name, self.region, project) else ABSENT
 
@@ -157,7 +156,7 @@ class DeleteNetworkOperator(GcpOperator):
         network = hook.find_network(self.network_name, project)
         if network is None:
             return ABSENT
-        if not is_owned_network_description(network.description):
+        if not self.ownership.owns_network_description(network.description):
             return NOT_OWNED
         foreign = self._foreign_subnetworks(hook, network, project)
         if foreign:
@@ -169,14 +168,13 @@ class DeleteNetworkOperator(GcpOperator):
             )
         return DELETED if hook.delete_network(self.network_name, project) else ABSENT
 
-    @staticmethod
-    def _foreign_subnetworks(hook, network, project: str) -> list[str]:
+    def _foreign_subnetworks(self, hook, network, project: str) -> list[str]:
         """The VPC's subnetworks (``Network.subnetworks``: their URLs) that lack the DAG's description."""
         foreign = []
         for link in network.subnetworks:
             region, name = link.rstrip("/").split("/")[-3], link.rstrip("/").split("/")[-1]
             subnetwork = hook.find_subnetwork(name, region, project)
-            if subnetwork is not None and not is_owned_network_description(subnetwork.description):
+            if subnetwork is not None and not self.ownership.owns_network_description(subnetwork.description):
                 foreign.append(f"{region}/{name}")
         return foreign
 
@@ -249,7 +247,7 @@ class SweepGatewayLoadBalancerOperator(GcpOperator):
         owned_subnets = []
         for name in self.subnetwork_names:
             subnetwork = hook.find_subnetwork(name, self.region, project)
-            if subnetwork is not None and is_owned_network_description(subnetwork.description):
+            if subnetwork is not None and self.ownership.owns_network_description(subnetwork.description):
                 owned_subnets.append(subnetwork.self_link)
         network = hook.find_network(self.network_name, project)
         leftovers = find_gateway_leftovers(
@@ -259,7 +257,7 @@ class SweepGatewayLoadBalancerOperator(GcpOperator):
             network_link=hook.network_link(self.network_name, project),
             region=self.region,
             owned_subnet_links=owned_subnets,
-            network_owned=network is not None and is_owned_network_description(network.description),
+            network_owned=network is not None and self.ownership.owns_network_description(network.description),
         )
         deleted, absent = [], []
         for resource in leftovers.resources:

@@ -84,7 +84,9 @@ class ApplyManifestsOperator(ClusterTaskMixin, BaseOperator):
     def render(self, context: Context) -> list[dict]:
         values = _values_of(self.values)
         try:
-            return [obj for path in self.manifests for obj in manifests.render(path, values)]
+            return [
+                obj for path in self.manifests for obj in manifests.render(path, values, owner=self.ownership)
+            ]
         except manifests.ManifestError as exc:
             raise AirflowFailException(f"{exc} ({self.step})") from None
 
@@ -129,7 +131,7 @@ class DeleteManifestsOperator(ClusterTaskMixin, BaseOperator):
 
     def objects_to_delete(self, context: Context) -> list[dict]:
         values = _values_of(self.values)
-        objects = [obj for path in self.manifests for obj in manifests.render(path, values)]
+        objects = [obj for path in self.manifests for obj in manifests.render(path, values, owner=self.ownership)]
         if self.delete_hf_secret:
             objects.insert(0, _secret_ref(self.namespace))
         unique = {object_ref(obj): obj for obj in objects}  # e.g. llm-route is in two manifests
@@ -147,7 +149,7 @@ class DeleteManifestsOperator(ClusterTaskMixin, BaseOperator):
                 if reason:
                     self.log.info("Nothing to delete on the cluster: %s", reason)
                     return absent
-                results = self.kube_hook.delete(objects, owned_only=True)
+                results = self.kube_hook.delete(objects, owner=self.ownership)
             except Exception as exc:
                 if not (_is_not_found(exc) or is_service_disabled(exc)):
                     raise

@@ -118,7 +118,7 @@ def test_schedule_is_weekly_and_overridable_from_the_environment(tmp_path):
         "import importlib.util,sys;"
         "spec=importlib.util.spec_from_file_location('d', sys.argv[1]);"
         "m=importlib.util.module_from_spec(spec);spec.loader.exec_module(m);"
-        "print(m.dag.schedule, m.dag.get_task('plan_run').schedule_mode)"
+        "d=m.gke_inference_gateway;print(d.schedule, d.get_task('plan_run').schedule_mode)"
     )
     dag_file = str(REPO / "dags" / "gke_inference_gateway.py")
     env = dict(os.environ, PYTHONPATH=str(REPO))

@@ -55,12 +55,15 @@ SCHEDULE = os.environ.get("GKE_INFERENCE_SCHEDULE", "@weekly")
 DEFAULT_SCHEDULE = None if SCHEDULE.lower() == "none" else SCHEDULE
 SCHEDULE_MODE = schedule_mode()  # GKE_INFERENCE_SCHEDULE_MODE: what a scheduled run does
 RETRY_DELAY = timedelta(seconds=int(os.environ.get("GKE_INFERENCE_RETRY_DELAY_SECONDS", "30")))
-ENVIRONMENTS_DIR = os.path.join(os.path.dirname(__file__), "environments")  # or GKE_INFERENCE_ENVIRONMENTS_DIR
+ENVIRONMENTS_DIR = os.path.join(
+    os.path.dirname(__file__), "environments"
+)  # or GKE_INFERENCE_ENVIRONMENTS_DIR
 
 
 def gateway_dag(environment: Environment | None = None) -> DAG:
     """The tutorial's DAG; an environment's DAG carries its name, params, schedule and targets."""
     notify = environment.notify if environment else None
+    params = environments.dag_params(environment)
     with DAG(
         dag_id=environment.dag_id if environment else DAG_ID,
         description=(environment and environment.description)
@@ -70,7 +73,7 @@ def gateway_dag(environment: Environment | None = None) -> DAG:
         start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
         catchup=False,
         max_active_runs=1,
-        params=environments.dag_params(environment),
+        params=params,
         default_args={
             "owner": "platform",
             "retries": 3,
@@ -84,7 +87,7 @@ def gateway_dag(environment: Environment | None = None) -> DAG:
             **notifications.task_callbacks(notify),
         },
         **notifications.dag_callbacks(notify),
-        deadline=notifications.deadline_alert(settings=notify),
+        deadline=notifications.deadline_alert(settings=notify, keep_for_hours=params["keep_for_hours"].value),
         tags=["gke", "inference-gateway", "vllm", *([f"env:{environment.name}"] if environment else [])],
     ) as dag:
         # The only task that reads the run's params: every later task takes its values from the plan,

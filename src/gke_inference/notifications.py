@@ -297,10 +297,15 @@ async def deadline_missed(
             await target.asend(subject, text, context)
 
 
-def deadline_alert(default: timedelta = timedelta(hours=3), settings: NotifySettings | None = None):
+def deadline_alert(
+    default: timedelta = timedelta(hours=3),
+    settings: NotifySettings | None = None,
+    keep_for_hours: float = 0,
+):
     """``DAG(deadline=...)``: alert the configured targets when a run is not done ``default`` (or
     ``GKE_INFERENCE_NOTIFY_DEADLINE_MINUTES``) after it was queued; ``None`` (no deadline) when no
-    target is configured."""
+    target is configured. ``keep_for_hours`` (the DAG's default) is added: a verified run then holds
+    its environment that long on purpose, and is not late."""
     from airflow.sdk.definitions.callback import AsyncCallback
     from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
@@ -311,6 +316,6 @@ def deadline_alert(default: timedelta = timedelta(hours=3), settings: NotifySett
     minutes = settings.deadline_minutes
     return DeadlineAlert(
         reference=DeadlineReference.DAGRUN_QUEUED_AT,
-        interval=timedelta(minutes=minutes) if minutes else default,
+        interval=(timedelta(minutes=minutes) if minutes else default) + timedelta(hours=keep_for_hours),
         callback=AsyncCallback(deadline_missed, kwargs=targets),
     )

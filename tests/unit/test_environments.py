@@ -160,3 +160,12 @@ def test_the_directory_comes_from_the_environment_variable(tmp_path, monkeypatch
     assert environments.environments_dir("/dags/environments").as_posix() == "/dags/environments"
     monkeypatch.setenv(environments.ENVIRONMENTS_DIR_ENV, str(tmp_path))
     assert environments.environments_dir("/dags/environments") == tmp_path
+
+
+def test_the_shipped_examples_are_valid_definitions():
+    from pathlib import Path
+
+    examples = Path(__file__).resolve().parents[2] / "include" / "environments"
+    found = {env.name: env for env in load(examples)}
+    assert sorted(found) == ["staging", "weekly"]
+    assert (found["weekly"].schedule_mode, found["staging"].schedule_mode) == ("rebuild", "ensure")

@@ -65,9 +65,20 @@ def clean_faults(sandbox):
     sandbox.faults_clear()
 
 
+@pytest.fixture(scope="session")
+def airflow_connections_env(sandbox):
+    """The sandbox's Airflow connections (GCP and Hugging Face) in the environment for the session."""
+    patch = pytest.MonkeyPatch()
+    for conn_id, value in sandbox.info["airflow_connections"].items():
+        patch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", value)
+    yield sandbox.info["airflow_connections"]
+    patch.undo()
+
+
 @pytest.fixture(scope="module")
-def dag(sandbox):
-    """The gke_inference_gateway DAG, parsed with the sandbox's connections and a 1 s first retry delay."""
+def dag(sandbox, airflow_connections_env):
+    """The gke_inference_gateway DAG, parsed with the sandbox's connections and a 1 s first retry delay.
+    The session's connections are set first: the environment this restores at the module's end keeps them."""
     yield from parsed_dag(sandbox)
 
 

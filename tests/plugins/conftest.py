@@ -104,16 +104,6 @@ class ClusterRef:
         return ClusterKubernetesHook(**self.kwargs)
 
 
-@pytest.fixture(scope="session")
-def airflow_connections_env(sandbox):
-    """The sandbox's Airflow connections (GCP and Hugging Face) in the environment for the session."""
-    patch = pytest.MonkeyPatch()
-    for conn_id, value in sandbox.info["airflow_connections"].items():
-        patch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", value)
-    yield sandbox.info["airflow_connections"]
-    patch.undo()
-
-
 def build_cluster(sandbox, *, proxy_only_subnet: bool, version: str | None = None) -> ClusterRef:
     """A project with the tutorial's VPC and subnets and a RUNNING Autopilot cluster in it."""
     project_id = unique("kube")

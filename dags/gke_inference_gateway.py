@@ -11,7 +11,8 @@ Modes: `ensure` (manual default) creates what is missing; `rebuild` (scheduled r
 GKE_INFERENCE_SCHEDULE_MODE=ensure) tears down what this DAG owns and builds again; `teardown` only
 tears down. Cost guard: `keep_for_hours` tears a verified environment down after that long, and
 `on_failure` = teardown (scheduled runs' default) removes what a failed build left; the run still
-ends failed.
+ends failed. Environments defined in YAML (`environments/` beside this file) each get their own DAG,
+`gke_inference_gateway__<name>`, from this same code; with none, this one DAG.
 """
 
 from __future__ import annotations
@@ -43,33 +44,27 @@ from gke_inference.operators.project_network import (
 )
 from gke_inference.operators.report import RunReportOperator
 from gke_inference.operators.workloads import ApplyManifestsOperator
-from gke_inference.ownership import DAG_ID
-from gke_inference.params import schedule_mode
 from gke_inference.sensors.cluster import ClusterRunningSensor
 from gke_inference.sensors.kubernetes import GatewayAddressSensor, PodsReadySensor
 from gke_inference.teardown_group import teardown_group
 from gke_inference.timing import record_start, record_timing
 
-# Read at parse time from the environment, never from the metadata DB: "none" disables the schedule.
-SCHEDULE = os.environ.get("GKE_INFERENCE_SCHEDULE", "@weekly")
-DEFAULT_SCHEDULE = None if SCHEDULE.lower() == "none" else SCHEDULE
-SCHEDULE_MODE = schedule_mode()  # GKE_INFERENCE_SCHEDULE_MODE: what a scheduled run does
+DESCRIPTION = (
+    "GKE Autopilot + Inference Gateway + vLLM Llama-3.1-8B + body-based routing, rebuilt and verified"
+)
 RETRY_DELAY = timedelta(seconds=int(os.environ.get("GKE_INFERENCE_RETRY_DELAY_SECONDS", "30")))
-ENVIRONMENTS_DIR = os.path.join(
-    os.path.dirname(__file__), "environments"
-)  # or GKE_INFERENCE_ENVIRONMENTS_DIR
+# Environment definitions (*.yaml) beside this file, unless GKE_INFERENCE_ENVIRONMENTS_DIR names a folder.
+ENVIRONMENTS_DIR = os.path.join(os.path.dirname(__file__), "environments")
 
 
-def gateway_dag(environment: Environment | None = None) -> DAG:
+def gateway_dag(environment: Environment) -> DAG:
     """The tutorial's DAG; an environment's DAG carries its name, params, schedule and targets."""
-    notify = environment.notify if environment else None
     params = environments.dag_params(environment)
     with DAG(
-        dag_id=environment.dag_id if environment else DAG_ID,
-        description=(environment and environment.description)
-        or "GKE Autopilot + Inference Gateway + vLLM Llama-3.1-8B + body-based routing, rebuilt and verified",
+        dag_id=environment.dag_id,
+        description=environment.description or DESCRIPTION,
         doc_md=__doc__,
-        schedule=environment.schedule if environment else DEFAULT_SCHEDULE,
+        schedule=environment.schedule,
         start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
         catchup=False,
         max_active_runs=1,
@@ -84,17 +79,17 @@ def gateway_dag(environment: Environment | None = None) -> DAG:
             "pre_execute": record_start,
             "post_execute": record_timing,
             # each task's final failure is mailed / posted to the targets of the deployment or environment
-            **notifications.task_callbacks(notify),
+            **notifications.task_callbacks(environment.notify),
         },
-        **notifications.dag_callbacks(notify),
-        deadline=notifications.deadline_alert(settings=notify, keep_for_hours=params["keep_for_hours"].value),
-        tags=["gke", "inference-gateway", "vllm", *([f"env:{environment.name}"] if environment else [])],
+        **notifications.dag_callbacks(environment.notify),
+        deadline=notifications.deadline_alert(
+            settings=environment.notify, keep_for_hours=params["keep_for_hours"].value
+        ),
+        tags=["gke", "inference-gateway", "vllm", *environment.tags],
     ) as dag:
         # The only task that reads the run's params: every later task takes its values from the plan,
         # typed, as `plan["key"]` (each key is its own XCom), never as a "{{ params.x }}" string.
-        plan_run = PlanRunOperator(
-            task_id="plan_run", schedule_mode=environment.schedule_mode if environment else SCHEDULE_MODE
-        )
+        plan_run = PlanRunOperator(task_id="plan_run", schedule_mode=environment.schedule_mode)
         plan = plan_run.output
         gcp = {"project_id": plan["project_id"], "gcp_conn_id": plan["gcp_conn_id"]}
         regional = {**gcp, "region": plan["region"]}
@@ -363,5 +358,5 @@ def gateway_dag(environment: Environment | None = None) -> DAG:
 
 
 # One DAG per environment defined in YAML (gke_inference.environments); none defined: the one DAG.
-for _environment in environments.load(environments.environments_dir(ENVIRONMENTS_DIR)) or [None]:
-    globals()[_environment.dag_id if _environment else DAG_ID] = gateway_dag(_environment)
+for _environment in environments.defined_or_default(ENVIRONMENTS_DIR):
+    globals()[_environment.dag_id] = gateway_dag(_environment)

@@ -34,6 +34,7 @@ from gke_inference.ownership import environment_dag_id
 from gke_inference.params import SCHEDULE_MODES, build_params, schedule_mode
 
 ENVIRONMENTS_DIR_ENV = "GKE_INFERENCE_ENVIRONMENTS_DIR"
+SCHEDULE_ENV = "GKE_INFERENCE_SCHEDULE"  # the DAG of no definition's schedule; "none": manual only
 NAME = re.compile(r"^[a-z](?:[a-z0-9-]{0,28}[a-z0-9])?$")
 FIELDS = ("name", "description", "schedule", "schedule_mode", "params", "notify")
 NOTIFY_FIELDS = tuple(field.name for field in dataclasses.fields(NotifySettings))
@@ -47,17 +48,42 @@ class EnvironmentDefinitionError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Environment:
-    name: str
-    source: Path
+    """One definition; ``name`` None is the DAG of no definition (``gke_inference_gateway``)."""
+
+    name: str | None
+    source: Path | None
     params: dict[str, Any]
     schedule: str | None = None
     schedule_mode: str = "rebuild"
-    notify: NotifySettings | None = None
+    notify: NotifySettings | None = None  # None: the deployment's GKE_INFERENCE_NOTIFY_* settings
     description: str = ""
 
     @property
     def dag_id(self) -> str:
         return environment_dag_id(self.name)
+
+    @property
+    def tags(self) -> list[str]:
+        return [] if self.name is None else [f"env:{self.name}"]
+
+
+def without_definition() -> Environment:
+    """Today's single DAG: the schedule and what a scheduled run does from the deployment's
+    environment, read at parse time (never from the metadata DB)."""
+    schedule = os.environ.get(SCHEDULE_ENV, "@weekly")
+    return Environment(
+        name=None,
+        source=None,
+        params={},
+        schedule=None if schedule.lower() == "none" else schedule,
+        schedule_mode=schedule_mode(),
+    )
+
+
+def defined_or_default(directory: str | Path) -> list[Environment]:
+    """The environments defined in ``directory`` (or ``GKE_INFERENCE_ENVIRONMENTS_DIR``); with
+    none, the DAG of no definition."""
+    return load(environments_dir(directory)) or [without_definition()]
 
 
 def environments_dir(default: str | Path) -> Path:
@@ -206,13 +232,13 @@ def _refuse_collisions(environments: list[Environment]) -> None:
                 )
 
 
-def dag_params(environment: Environment | None) -> dict:
+def dag_params(environment: Environment) -> dict:
     """The DAG's params: the defaults, with an environment's overrides as defaults and the params
     that name its objects pinned."""
     from airflow.sdk.definitions.param import Param
 
     params = build_params()
-    if environment is None:
+    if environment.name is None:
         return params
     for key, value in environment.params.items():
         params[key] = Param(value, params[key].description, schema=params[key].schema)

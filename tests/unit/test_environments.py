@@ -136,7 +136,7 @@ def test_an_environment_dag_has_its_overrides_as_defaults_and_its_identity_pinne
     assert "Fixed for environment eu" in params["region"].description
     assert params["region"].resolve() == "europe-west4"
     # The DAG of no environment keeps the plain params.
-    assert "const" not in dag_params(None)["region"].schema
+    assert "const" not in dag_params(environments.without_definition())["region"].schema
 
 
 def test_notify_settings_replace_the_deployments(tmp_path, monkeypatch):

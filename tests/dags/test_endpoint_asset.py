@@ -14,7 +14,7 @@ from gke_inference.endpoint_asset import ENDPOINT_ALIAS, GONE, UP, announce_gone
 from gke_inference.operators.load_test import GatewayLoadTestOperator, endpoint_event
 from gke_inference.operators.report import RunReportOperator
 from tests.conftest import REPO
-from tests.plugins.conftest import airflow_connections_env, kube_cluster, namespace_factory  # noqa: F401
+from tests.plugins.conftest import kube_cluster, namespace_factory  # noqa: F401
 from tests.plugins.test_checks import DEFAULTS, serve
 
 CHAT = "/v1/chat/completions"

@@ -44,6 +44,7 @@ from gke_inference.operators.project_network import (
 )
 from gke_inference.operators.report import RunReportOperator
 from gke_inference.operators.workloads import ApplyManifestsOperator
+from gke_inference.params import MAX_WAIT_SECONDS
 from gke_inference.sensors.cluster import ClusterRunningSensor
 from gke_inference.sensors.kubernetes import GatewayAddressSensor, PodsReadySensor
 from gke_inference.teardown_group import teardown_group
@@ -53,6 +54,9 @@ DESCRIPTION = (
     "GKE Autopilot + Inference Gateway + vLLM Llama-3.1-8B + body-based routing, rebuilt and verified"
 )
 RETRY_DELAY = timedelta(seconds=int(os.environ.get("GKE_INFERENCE_RETRY_DELAY_SECONDS", "30")))
+# The waits start in the triggerer, where Airflow 3.3 cuts a wait at the task's execution_timeout
+# (TaskInstance.defer_task): longer than any *_timeout param, so the wait's own deadline ends it.
+WAIT_LIMIT = {"execution_timeout": timedelta(seconds=MAX_WAIT_SECONDS + 300)}
 # Environment definitions (*.yaml) beside this file, unless GKE_INFERENCE_ENVIRONMENTS_DIR names a folder.
 ENVIRONMENTS_DIR = os.path.join(os.path.dirname(__file__), "environments")
 
@@ -183,7 +187,10 @@ def gateway_dag(environment: Environment) -> DAG:
                 release_channel=plan["release_channel"],
             )
             wait_cluster_running = ClusterRunningSensor(
-                task_id="wait_cluster_running", **cluster_target, timeout=plan["cluster_timeout"]
+                task_id="wait_cluster_running",
+                **cluster_target,
+                timeout=plan["cluster_timeout"],
+                **WAIT_LIMIT,
             )
             choose_crd_set = ChooseCrdSetOperator(
                 task_id="choose_crd_set",
@@ -240,6 +247,7 @@ def gateway_dag(environment: Environment) -> DAG:
         with TaskGroup("verify") as verify:
             wait_gateway_address = GatewayAddressSensor(
                 task_id="wait_gateway_address",
+                **WAIT_LIMIT,
                 **cluster_target,
                 namespace=plan["namespace"],
                 gateway_name=plan["gateway_name"],
@@ -247,6 +255,7 @@ def gateway_dag(environment: Environment) -> DAG:
             )
             wait_model_pods_ready = PodsReadySensor(
                 task_id="wait_model_pods_ready",
+                **WAIT_LIMIT,
                 **cluster_target,
                 namespace=plan["namespace"],
                 label_selector=model_pods,
@@ -278,6 +287,7 @@ def gateway_dag(environment: Environment) -> DAG:
             )
             wait_body_based_router = PodsReadySensor(
                 task_id="wait_body_based_router",
+                **WAIT_LIMIT,
                 **cluster_target,
                 namespace=plan["namespace"],
                 label_selector={"app": "body-based-router"},

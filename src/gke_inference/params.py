@@ -27,6 +27,7 @@ SCHEDULE_MODE_ENV = "GKE_INFERENCE_SCHEDULE_MODE"
 SCHEDULE_MODES = ("rebuild", "ensure")
 ON_FAILURE = ("keep", "teardown")
 IMAGE_REFERENCE = r"^[a-z0-9][a-z0-9./_:@-]*$"
+MAX_WAIT_SECONDS = 7200  # the longest a *_timeout param may make a wait
 
 # Deployment settings, read at parse time like the schedule: a run may pick a connection or an
 # image only from the deployment's list, so whoever may trigger the DAG cannot point it at any
@@ -65,7 +66,13 @@ def _cidr(default: str, title: str, description: str) -> Param:
 
 def _seconds(default: int, title: str, description: str) -> Param:
     return Param(
-        default, description=description, title=title, section=RUN, type="integer", minimum=30, maximum=7200
+        default,
+        description=description,
+        title=title,
+        section=RUN,
+        type="integer",
+        minimum=30,
+        maximum=MAX_WAIT_SECONDS,
     )
 
 

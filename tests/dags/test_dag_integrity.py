@@ -211,3 +211,20 @@ def test_the_cost_guard_waits_for_the_whole_build_and_leaves_the_run_state_to_it
         a, b = dag.get_task(f"teardown.{name}"), dag.get_task(f"cleanup.{name}")
         assert (type(a), a.trigger_rule) == (type(b), b.trigger_rule) or name == "start", name
     assert {t.task_id for t in dag.leaves} == {"run_report", "cleanup.delete_network"}
+
+
+def test_waits_that_start_in_the_triggerer_outlast_their_longest_timeout(dagbag):
+    """Airflow 3.3 cuts a wait started in the triggerer at the task's execution_timeout
+    (TaskInstance.defer_task); a normal deferral has no such cap."""
+    from gke_inference.params import MAX_WAIT_SECONDS
+
+    dag = dagbag.dags["gke_inference_gateway"]
+    starting = sorted(task.task_id for task in dag.tasks if getattr(task, "start_from_trigger", False))
+    assert starting == [
+        "body_routing.wait_body_based_router",
+        "cluster.wait_cluster_running",
+        "verify.wait_gateway_address",
+        "verify.wait_model_pods_ready",
+    ]
+    for task_id in starting:
+        assert dag.get_task(task_id).execution_timeout.total_seconds() > MAX_WAIT_SECONDS, task_id

@@ -18,9 +18,13 @@ from gke_inference.cluster_target import ClusterTaskMixin
 from gke_inference.errors import failing_fast, failure
 from gke_inference.links import ClusterConsoleLink
 
+TRIGGER_CLASSPATH = "gke_inference.triggers.cluster.ClusterRunningTrigger"
+
 
 class ClusterRunningSensor(ClusterTaskMixin, BaseSensorOperator):
     """Wait, deferred, for the cluster to be RUNNING; fail at once if it goes to ERROR or DEGRADED.
+    The wait starts in the triggerer (``start_from_trigger``); ``execute`` looks once and defers
+    where nothing starts it there (``dag.test``).
 
     :param tutorial_step: named in failure messages.
     XCom: ``{"name", "location", "project_id", "status", "current_master_version", "endpoint",
@@ -50,6 +54,15 @@ class ClusterRunningSensor(ClusterTaskMixin, BaseSensorOperator):
         self.wait_timeout = timeout
         self.poll_interval = poll_interval
         self.tutorial_step = tutorial_step
+        self._start_in_triggerer()
+
+    def _start_in_triggerer(self) -> None:
+        """The scheduler hands the first wait to the triggerer (no worker before it defers);
+        ``execute`` still defers by itself where nothing does that (``dag.test``)."""
+        from gke_inference.triggers.polling import start_trigger_args
+
+        self.start_trigger_args = start_trigger_args(self, TRIGGER_CLASSPATH)
+        self.start_from_trigger = self.start_trigger_args is not None
 
     @property
     def what(self) -> str:

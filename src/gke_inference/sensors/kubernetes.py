@@ -1,7 +1,9 @@
 """Deferrable sensors for the tutorial's readiness waits (4.1): the Gateway's address, model pods Ready.
 
-By default they defer at once to a trigger (no worker slot held while GKE provisions GPUs or the
-load balancer); with ``deferrable=False`` they poke the same checks from the worker.
+By default they start in the triggerer (``start_from_trigger``: no worker slot held while GKE
+provisions GPUs or the load balancer, none even before the wait); where nothing starts them there
+(``dag.test``) ``execute`` defers at once to the same trigger. With ``deferrable=False`` they poke
+the same checks from the worker.
 """
 
 from __future__ import annotations
@@ -91,6 +93,18 @@ class _ClusterWaitSensor(ClusterTaskMixin, BaseSensorOperator):
     def make_trigger(self, started_at: float, wait_seconds: float) -> KubernetesPollingTrigger:
         raise NotImplementedError
 
+    def _start_in_triggerer(self, classpath: str, **plain: Any) -> None:
+        """When deferrable, the scheduler hands the first wait to the triggerer (no worker before it
+        defers); ``execute`` still defers by itself where nothing does that (``dag.test``).
+        Called at the end of each sensor's ``__init__``, once every template field is set."""
+        from gke_inference.triggers.polling import start_trigger_args
+
+        if not self.deferrable:
+            return
+        plain |= {"poll_interval": self.poll_interval, "log_interval": self.log_interval}
+        self.start_trigger_args = start_trigger_args(self, classpath, **plain)
+        self.start_from_trigger = self.start_trigger_args is not None
+
     def execute(self, context: Context) -> Any:
         wait_seconds = self._wait_seconds()
         if not self.deferrable:
@@ -149,6 +163,9 @@ class PodsReadySensor(_ClusterWaitSensor):
         _check_replicas(replicas)
         self.replicas = replicas
         self.unschedulable_grace = unschedulable_grace
+        self._start_in_triggerer(
+            "gke_inference.triggers.kubernetes.PodsReadyTrigger", unschedulable_grace=unschedulable_grace
+        )
 
     def make_trigger(self, started_at: float, wait_seconds: float) -> PodsReadyTrigger:
         from gke_inference.kube_objects import format_label_selector
@@ -199,6 +216,7 @@ class GatewayAddressSensor(_ClusterWaitSensor):
     def __init__(self, *, gateway_name: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.gateway_name = gateway_name
+        self._start_in_triggerer("gke_inference.triggers.kubernetes.GatewayAddressTrigger")
 
     def make_trigger(self, started_at: float, wait_seconds: float) -> GatewayAddressTrigger:
         from gke_inference.triggers.kubernetes import GatewayAddressTrigger

@@ -144,8 +144,8 @@ class KubernetesPollingTrigger(PollingTrigger):
     whether the cluster is gone, being deleted or broken (``gke_inference.vanished``)."""
 
     def __init__(self, *, namespace: str, **kwargs: Any) -> None:
+        self.namespace = namespace  # before super(), whose begin() may read it
         super().__init__(**kwargs)
-        self.namespace = namespace
 
     def wait_kwargs(self) -> dict[str, Any]:
         return {"namespace": self.namespace}
@@ -176,17 +176,29 @@ class PodsReadyTrigger(KubernetesPollingTrigger):
     def __init__(
         self,
         *,
-        label_selector: str,
+        label_selector: str | Mapping[str, str],
         replicas: int,
-        unschedulable_grace: float = 600.0,
+        unschedulable_grace: float | None = 600.0,
         unschedulable_since: float | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
         self.label_selector = label_selector
-        self.replicas = int(replicas)
-        self.unschedulable_grace = float(unschedulable_grace)
+        self.replicas = replicas
+        self.unschedulable_grace = unschedulable_grace  # None: the whole wait
         self.unschedulable_since = unschedulable_since
+        super().__init__(**kwargs)
+
+    def begin_wait(self) -> None:
+        from gke_inference.kube_objects import format_label_selector
+
+        selector = format_label_selector(self.label_selector)
+        if not selector:
+            raise ValueError("PodsReadySensor needs a non-empty label_selector")
+        if isinstance(self.replicas, bool) or not isinstance(self.replicas, int) or self.replicas < 1:
+            raise ValueError(f"replicas must be an int of at least 1, got {self.replicas!r}")
+        self.label_selector = selector
+        grace = self.unschedulable_grace
+        self.unschedulable_grace = self.deadline - self.started_at if grace is None else float(grace)
 
     def wait_kwargs(self) -> dict[str, Any]:
         return {
@@ -225,8 +237,8 @@ class GatewayAddressTrigger(KubernetesPollingTrigger):
     classpath = "gke_inference.triggers.kubernetes.GatewayAddressTrigger"
 
     def __init__(self, *, gateway_name: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
         self.gateway_name = gateway_name
+        super().__init__(**kwargs)
 
     def wait_kwargs(self) -> dict[str, Any]:
         return {**super().wait_kwargs(), "gateway_name": self.gateway_name}
@@ -268,10 +280,10 @@ class ServedCrdsTrigger(KubernetesPollingTrigger):
         namespace: str = "",
         **kwargs: Any,
     ) -> None:
-        super().__init__(namespace=namespace, **kwargs)
         self.crd_names = sorted(crd_names)
         self.cluster_version = cluster_version
         self.xcom_value = xcom_value
+        super().__init__(namespace=namespace, **kwargs)
 
     def wait_kwargs(self) -> dict[str, Any]:
         return {

@@ -19,7 +19,11 @@ def write(directory, name: str, text: str):
 
 
 def test_one_file_may_hold_one_environment_or_several_in_file_order(tmp_path):
-    write(tmp_path, "b.yaml", "name: staging\nschedule_mode: ensure\nparams: {cluster_name: staging, network_name: staging-vpc}\n")
+    write(
+        tmp_path,
+        "b.yaml",
+        "name: staging\nschedule_mode: ensure\nparams: {cluster_name: staging, network_name: staging-vpc}\n",
+    )
     write(
         tmp_path,
         "a.yml",

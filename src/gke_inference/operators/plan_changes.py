@@ -367,7 +367,10 @@ def teardown_targets(task, cluster, live, context) -> Iterator[tuple[str, bool]]
     elif isinstance(task, DeleteNetworkOperator):
         found = _unless_disabled(_compute_hook(task).find_network, task.network_name, task.project_id)
         if found is not None:
-            yield gcp_ref("Network", task.network_name), task.ownership.owns_network_description(found.description)
+            yield (
+                gcp_ref("Network", task.network_name),
+                task.ownership.owns_network_description(found.description),
+            )
 
 
 def plan_markdown(report: Mapping[str, Any], run_id: str) -> str:

@@ -257,7 +257,8 @@ class SweepGatewayLoadBalancerOperator(GcpOperator):
             network_link=hook.network_link(self.network_name, project),
             region=self.region,
             owned_subnet_links=owned_subnets,
-            network_owned=network is not None and self.ownership.owns_network_description(network.description),
+            network_owned=network is not None
+            and self.ownership.owns_network_description(network.description),
         )
         deleted, absent = [], []
         for resource in leftovers.resources:

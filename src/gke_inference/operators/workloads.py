@@ -131,7 +131,9 @@ class DeleteManifestsOperator(ClusterTaskMixin, BaseOperator):
 
     def objects_to_delete(self, context: Context) -> list[dict]:
         values = _values_of(self.values)
-        objects = [obj for path in self.manifests for obj in manifests.render(path, values, owner=self.ownership)]
+        objects = [
+            obj for path in self.manifests for obj in manifests.render(path, values, owner=self.ownership)
+        ]
         if self.delete_hf_secret:
             objects.insert(0, _secret_ref(self.namespace))
         unique = {object_ref(obj): obj for obj in objects}  # e.g. llm-route is in two manifests

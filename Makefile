@@ -36,7 +36,9 @@ setup: $(STAMP) $(AIRFLOW_HOME)/airflow.db
 $(STAMP): $(DEV_LOCK) pyproject.toml
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
 	@test -x $(PY) || $(UV) venv --quiet --python 3.11 --no-python-downloads $(VENV)
-	$(UV) pip sync --quiet --python $(PY) $(DEV_LOCK)
+	@# with bytecode, as pip installs by default: uv does not, and each task process would then
+	@# recompile the Google and Kubernetes clients (0.7-1.4 s a task, bench/task_profile.py)
+	$(UV) pip sync --quiet --compile-bytecode --python $(PY) $(DEV_LOCK)
 	@# the gke_inference package, editable: dags/ imports it as a deployment's installed wheel
 	$(UV) pip install --quiet --python $(PY) --no-deps --editable .
 	@rm -f $(VENV)/.synced-* && touch $@

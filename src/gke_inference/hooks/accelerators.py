@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from google.cloud import compute_v1
-
-from gke_inference.hooks._base import EndpointAwareGoogleHook
+from gke_inference.hooks._base import EndpointAwareGoogleHook, compute_v1_on_demand
 from gke_inference.hooks._retry import DEFAULT_RETRY
+
+compute_v1 = compute_v1_on_demand()
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,8 @@ from functools import cached_property
 from typing import NamedTuple
 
 from google.api_core import exceptions as api_exceptions
-from google.cloud import compute_v1
 
-from gke_inference.hooks._base import EndpointAwareGoogleHook
+from gke_inference.hooks._base import EndpointAwareGoogleHook, compute_v1_on_demand
 from gke_inference.hooks._errors import (
     MissingResourceError,
     OperationFailedError,
@@ -22,6 +21,8 @@ from gke_inference.hooks._errors import (
 )
 from gke_inference.hooks._operations import DEFAULT_OPERATION_TIMEOUT, poll_until
 from gke_inference.hooks._retry import DEFAULT_RETRY
+
+compute_v1 = compute_v1_on_demand()
 
 PROXY_ONLY_PURPOSE = "REGIONAL_MANAGED_PROXY"
 ACTIVE_ROLE = "ACTIVE"

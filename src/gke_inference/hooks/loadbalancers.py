@@ -19,10 +19,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from google.cloud import compute_v1
-
+from gke_inference.hooks._base import compute_v1_on_demand
 from gke_inference.hooks._retry import DEFAULT_RETRY
 from gke_inference.hooks.compute_network import ComputeNetworkHook
+
+compute_v1 = compute_v1_on_demand()
 
 NAME_LIMIT = 63
 _GKEGW = re.compile(r"gkegw1-([a-z0-9]{4})-(.+)-([a-z0-9]{12})")

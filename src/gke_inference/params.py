@@ -109,7 +109,22 @@ def _choice(env_var: str, default: str, title: str, description: str, section: s
     )
 
 
+# Airflow resolves every param against its schema each time it compares a task's copy of the params
+# while serializing the DAG (ParamsDict.__eq__ -> dump -> Param.resolve: twice per task, ~4,200
+# resolves for this DAG), and jsonschema first checks the schema against its dialect's meta-schema.
+# That check costs 0.19 ms under the default 2020-12 dialect and 0.045 ms under draft-07 (measured
+# here): about 0.6 s of every parse of the DAG file. The schemas use nothing newer than draft-07.
+SCHEMA_DIALECT = "http://json-schema.org/draft-07/schema#"
+
+
 def build_params() -> dict[str, Param]:
+    params = _declared_params()
+    for param in params.values():
+        param.schema["$schema"] = SCHEMA_DIALECT
+    return params
+
+
+def _declared_params() -> dict[str, Param]:
     return {
         # 1. Project and network
         "project_id": Param(

@@ -74,23 +74,64 @@ def test_top_level_imports_are_light(dag_file):
             assert module.startswith(ALLOWED_TOP_LEVEL), f"{dag_file.name} imports {module} at the top level"
 
 
+# What parsing a DAG file may load beyond what parsing a one-task DAG loads (bench/parse_cost.py's
+# warm parse), besides the airflow.* modules the DAG file names itself (the dag-processor imports
+# those before it parses the file): our package and what building the DAG needs. A new entry here is
+# a cost on every parse; import a module where it is used (execute, a hook) instead.
+ALLOWED_BEYOND_ONE_TASK = ("dag_under_test", "gke_inference", "airflow.timetables.trigger")
+ALLOWED_BEYOND_ONE_TASK += ("statistics", "_statistics")  # stdlib, the load-test DAG's
+# With environments defined, their definitions are checked: yaml's escapes, validation's suggestions.
+ALLOWED_WITH_ENVIRONMENTS = ("encodings.unicode_escape", "difflib")
+
+# A one-task DAG is built and serialized first (what the dag-processor has loaded before our file),
+# the file's airflow.* imports imported, then the DAG file is executed and its DAGs serialized, as
+# the dag-processor's child does.
 PARSE_PROBE = r"""
 import importlib.util, json, socket, sys
 def refuse(*args, **kwargs):
     raise AssertionError("network access at parse time")
 socket.socket.connect = refuse
 socket.create_connection = refuse
+import pendulum
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import DAG
+from airflow.serialization.serialized_objects import DagSerialization
+with DAG(dag_id="one_task", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")) as one_task:
+    EmptyOperator(task_id="only")
+DagSerialization.to_dict(one_task)
+from airflow.utils.file import iter_airflow_imports
+for name in iter_airflow_imports(sys.argv[1]):  # as the dag-processor does before parsing the file
+    importlib.import_module(name)
+before = set(sys.modules)
 spec = importlib.util.spec_from_file_location("dag_under_test", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
+sys.modules["dag_under_test"] = module
 spec.loader.exec_module(module)
+for dag in {value.dag_id: value for value in vars(module).values() if isinstance(value, DAG)}.values():
+    DagSerialization.to_dict(dag)
 heavy = tuple(json.loads(sys.argv[2]))
-print(json.dumps(sorted({".".join(name.split(".")[:3]) for name in sys.modules if name.startswith(heavy)})))
+print(json.dumps({
+    "heavy": sorted({".".join(name.split(".")[:3]) for name in sys.modules if name.startswith(heavy)}),
+    "beyond_one_task": sorted(set(sys.modules) - before),
+}))
 """
 
 
-@pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda p: p.name)
-def test_parsing_touches_no_db_no_network_and_no_heavy_client(dag_file, tmp_path):
+# Each DAG file as it is, and the gateway's with the shipped example environments (one DAG each).
+PARSE_CASES = [(path, None) for path in DAG_FILES]
+PARSE_CASES += [(REPO / "dags" / "gke_inference_gateway.py", REPO / "include" / "environments")]
+
+
+@pytest.mark.parametrize(
+    ("dag_file", "environments"),
+    PARSE_CASES,
+    ids=lambda value: value.name if value is not None else "no-environments",
+)
+def test_parsing_touches_no_db_no_network_and_no_heavy_client(dag_file, environments, tmp_path):
     env = dict(os.environ)
+    env.pop("GKE_INFERENCE_ENVIRONMENTS_DIR", None)
+    if environments is not None:
+        env["GKE_INFERENCE_ENVIRONMENTS_DIR"] = str(environments)
     # A database that cannot exist: any parse-time query fails the probe.
     env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{tmp_path}/missing/dir/airflow.db"
     env["PYTHONPATH"] = str(REPO)
@@ -109,8 +150,12 @@ def test_parsing_touches_no_db_no_network_and_no_heavy_client(dag_file, tmp_path
         timeout=120,
     )
     assert probe.returncode == 0, probe.stderr[-3000:]
-    heavy = json.loads(probe.stdout.strip().splitlines()[-1])
-    assert heavy == [], f"parsing {dag_file.name} imports {heavy}"
+    loaded = json.loads(probe.stdout.strip().splitlines()[-1])
+    assert loaded["heavy"] == [], f"parsing {dag_file.name} imports {loaded['heavy']}"
+    assert "dag_under_test" in loaded["beyond_one_task"], "the probe did not see the DAG file's own module"
+    allowed = ALLOWED_BEYOND_ONE_TASK + (ALLOWED_WITH_ENVIRONMENTS if environments else ())
+    unexpected = [name for name in loaded["beyond_one_task"] if not name.startswith(allowed)]
+    assert unexpected == [], f"parsing {dag_file.name} loads, beyond a one-task DAG: {unexpected}"
 
 
 def test_schedule_is_weekly_and_overridable_from_the_environment(tmp_path):

@@ -143,3 +143,12 @@ def test_the_default_max_model_len_fits_the_default_gpu():
 )
 def test_gpu_sets_that_fit_are_accepted(overrides):
     validate_params(resolved(**overrides))
+
+
+def test_every_schema_is_a_valid_draft_07_schema_and_is_checked_as_one():
+    """The dialect is what makes Airflow's per-task resolves cheap (params.SCHEMA_DIALECT)."""
+    from jsonschema import Draft7Validator, validators
+
+    for name, param in build_params().items():
+        Draft7Validator.check_schema(param.schema)
+        assert validators.validator_for(param.schema) is Draft7Validator, name

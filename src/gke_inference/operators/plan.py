@@ -9,8 +9,6 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.bases.branch import BaseBranchOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from gke_inference.validation import InvalidParams, effective_mode, effective_on_failure, validate_params
-
 
 class PlanRunOperator(BaseOperator):
     """Validate the params as a whole and resolve what the run will do: its plan.
@@ -30,6 +28,14 @@ class PlanRunOperator(BaseOperator):
         self.schedule_mode = schedule_mode
 
     def execute(self, context) -> dict[str, Any]:
+        # Imported here: validation loads the GPU tables, which parsing the DAG file does not need.
+        from gke_inference.validation import (
+            InvalidParams,
+            effective_mode,
+            effective_on_failure,
+            validate_params,
+        )
+
         params = context["params"]
         try:
             # Unknown conf keys land in the run's params too (process_params), so both are read.

@@ -87,7 +87,12 @@ def defined_or_default(directory: str | Path) -> list[Environment]:
 
 
 def environments_dir(default: str | Path) -> Path:
-    return Path(os.environ.get(ENVIRONMENTS_DIR_ENV) or default)
+    """``GKE_INFERENCE_ENVIRONMENTS_DIR`` if set (it must be a folder: a mistyped path would quietly
+    bring back the DAG of no definition and its weekly rebuild), else ``default``."""
+    named = os.environ.get(ENVIRONMENTS_DIR_ENV)
+    if named and not Path(named).is_dir():
+        raise EnvironmentDefinitionError(f"{ENVIRONMENTS_DIR_ENV} is {named!r}, which is not a folder")
+    return Path(named or default)
 
 
 def load(directory: Path) -> list[Environment]:

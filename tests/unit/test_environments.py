@@ -164,6 +164,12 @@ def test_the_directory_comes_from_the_environment_variable(tmp_path, monkeypatch
     assert environments.environments_dir("/dags/environments").as_posix() == "/dags/environments"
     monkeypatch.setenv(environments.ENVIRONMENTS_DIR_ENV, str(tmp_path))
     assert environments.environments_dir("/dags/environments") == tmp_path
+    # Set but wrong: an error, not the DAG of no definition and its weekly rebuild.
+    monkeypatch.setenv(environments.ENVIRONMENTS_DIR_ENV, str(tmp_path / "typo"))
+    with pytest.raises(
+        EnvironmentDefinitionError, match="GKE_INFERENCE_ENVIRONMENTS_DIR is .*typo.*not a folder"
+    ):
+        environments.defined_or_default("/dags/environments")
 
 
 def test_the_shipped_examples_are_valid_definitions():

@@ -35,6 +35,16 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def started_stack(tmp_path_factory, env: dict[str, str]) -> Iterator[AirflowStack]:
+    """A migrated, started and healthy stack with ``env``; the body of a fixture (``yield from``)."""
+    stack = AirflowStack(tmp_path_factory.mktemp("airflow"), free_port(), env)
+    stack.migrate()
+    with stack:
+        stack.start()
+        stack.wait_healthy()
+        yield stack
+
+
 class AirflowApi:
     """The stack's public REST API, authenticated as the simple auth manager's admin."""
 
@@ -138,12 +148,7 @@ def airflow_stack(sandbox, hf_canary, tmp_path_factory) -> Iterator[AirflowStack
         "GKE_INFERENCE_RETRY_DELAY_SECONDS": "1",
         "GKE_INFERENCE_SCHEDULE": "none",
     }
-    stack = AirflowStack(tmp_path_factory.mktemp("airflow"), free_port(), env)
-    stack.migrate()
-    with stack:
-        stack.start()
-        stack.wait_healthy()
-        yield stack
+    yield from started_stack(tmp_path_factory, env)
 
 
 @pytest.fixture(scope="package")

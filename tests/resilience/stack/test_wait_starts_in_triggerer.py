@@ -23,7 +23,7 @@ from gke_inference.ownership import GCP_LABELS, NETWORK_DESCRIPTION
 from scripts.airflow_stack import AirflowStack
 from scripts.sandbox_process import airflow_connection_env
 from tests.plugins.conftest import REGION, _add_project, unique
-from tests.resilience.stack.conftest import AirflowApi, free_port
+from tests.resilience.stack.conftest import AirflowApi, started_stack
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -93,12 +93,7 @@ def proof_stack(sandbox, record_file, tmp_path_factory) -> Iterator[AirflowStack
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
     }
-    stack = AirflowStack(tmp_path_factory.mktemp("airflow"), free_port(), env)
-    stack.migrate()
-    with stack:
-        stack.start()
-        stack.wait_healthy()
-        yield stack
+    yield from started_stack(tmp_path_factory, env)
 
 
 @pytest.fixture

@@ -56,7 +56,7 @@ class Owner:
         return self._with_environment({K8S_OWNER_LABEL_KEY: OWNER_LABEL_VALUE})
 
     def owns_gcp_labels(self, labels: dict[str, str] | None) -> bool:
-        return _same_marks(labels, OWNER_LABEL_KEY, self.environment)
+        return carries_gcp_marks(labels, self.gcp_labels)
 
     def owns_network_description(self, description: str | None) -> bool:
         # Exact: "...gke_inference_gateway" is a prefix of every environment's description.
@@ -65,6 +65,14 @@ class Owner:
     def owns_k8s_object(self, obj: dict) -> bool:
         labels = (obj.get("metadata") or {}).get("labels")
         return _same_marks(labels, K8S_OWNER_LABEL_KEY, self.environment)
+
+
+def carries_gcp_marks(labels: dict[str, str] | None, marks: dict[str, str]) -> bool:
+    """Whether a GCP resource's ``labels`` carry exactly the owner ``marks`` (an Owner's
+    ``gcp_labels``): another environment's resource has the same managed-by label, so the
+    environment label (or its absence) must match too; other labels do not matter."""
+    labels = labels or {}
+    return all(labels.get(key) == marks.get(key) for key in (OWNER_LABEL_KEY, ENVIRONMENT_LABEL_KEY))
 
 
 def _same_marks(labels: dict[str, str] | None, owner_key: str, environment: str | None) -> bool:

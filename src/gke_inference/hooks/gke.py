@@ -16,7 +16,7 @@ from gke_inference.hooks._base import EndpointAwareGoogleHook
 from gke_inference.hooks._errors import InvalidInputError, OperationFailedError, ResourceMismatchError
 from gke_inference.hooks._operations import DEFAULT_OPERATION_TIMEOUT, poll_until
 from gke_inference.hooks._retry import DEFAULT_RETRY
-from gke_inference.ownership import ENVIRONMENT_LABEL_KEY
+from gke_inference.ownership import carries_gcp_marks
 
 ClusterStatus = container_v1.Cluster.Status
 OperationStatus = container_v1.Operation.Status
@@ -219,9 +219,7 @@ class GKEClusterHook(EndpointAwareGoogleHook):
             raise ResourceMismatchError(
                 f"Cluster {spec.name!r} in {self.location} already exists but " + "; ".join(problems)
             )
-        # Another environment's cluster carries our owner label too: its environment label must match.
-        marks = {*spec.labels, ENVIRONMENT_LABEL_KEY}
-        owned = all(cluster.resource_labels.get(key) == spec.labels.get(key) for key in marks)
+        owned = carries_gcp_marks(dict(cluster.resource_labels), spec.labels)
         if operation is None and not owned:
             self.log.warning(
                 "Cluster %s exists without our ownership label; teardown will keep it", spec.name
